@@ -1,0 +1,465 @@
+"""Reading Amazon-M2 (KDD Cup 2023) data folders exactly, fast, and with content-keyed caches.
+
+A data folder holds ``products_train``, ``sessions_train`` and ``sessions_test_task{1,2,3}`` as CSV (the
+KDD Cup files) or parquet (list columns), and optionally ``gt_task{1,2,3}.csv`` ground truth row-aligned
+with the test files. Parsing uses pyarrow's multi-threaded CSV reader (quoted fields may hold newlines, as
+``prev_items`` and ``desc`` do); every parsed table is cached as parquet under a key made of the bytes of
+the files it came from, so a second run reads the cache in seconds and a changed file is never served stale.
+
+Row numbers in error messages count data records from 1 (the header is not counted), which differs from
+line numbers when quoted fields span lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from ..constants import ATTRIBUTES, LOCALES, PRODUCT_COLUMNS
+from ..errors import DataFormatError
+
+logger = logging.getLogger(__name__)
+
+PARSER_VERSION = "1"
+"""Bumped whenever parsing changes what lands in a cache, so old caches are ignored."""
+
+_PREV_ITEMS_PATTERN = r"^\[\s*('[^'\s]*'\s*)*\]\s*$"
+"""A numpy repr of a string array: ``['A' 'B']``, possibly wrapped onto several lines."""
+
+_TEXT_COLUMNS = [c for c in PRODUCT_COLUMNS if c != "price"]
+
+
+def default_cache_dir() -> Path:
+    """Where parsed tables are cached: ``$RECFORMER_M2_CACHE`` or ``~/.cache/recformer-m2``."""
+    return Path(os.environ.get("RECFORMER_M2_CACHE", Path.home() / ".cache" / "recformer-m2"))
+
+
+def file_digest(path: Path, chunk: int = 1 << 23) -> str:
+    """Digest of a file's bytes: the cache key names content, never a file name or a date."""
+    h = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _find_source(folder: Path, stem: str, required: bool = True) -> Path | None:
+    for suffix in (".csv", ".parquet"):
+        path = folder / f"{stem}{suffix}"
+        if path.exists():
+            return path
+    if required:
+        raise FileNotFoundError(f"{folder}: no {stem}.csv or {stem}.parquet")
+    return None
+
+
+def _raise_utf8_error(path: Path, column_names: list[str]) -> None:
+    """Locate the first non-UTF-8 byte of a CSV and raise naming its line."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataFormatError(
+            path, f"not UTF-8: byte {data[err.start]:#x} at offset {err.start} (line {line} of the file)"
+        ) from None
+    raise DataFormatError(path, f"invalid UTF-8 in one of the columns {column_names}")
+
+
+def read_csv_table(path: Path, columns: dict[str, pa.DataType], on_bad_rows: str = "error") -> pa.Table:
+    """Read a KDD Cup CSV into an arrow table with exactly ``columns``, checking its header.
+
+    ``on_bad_rows``: ``"error"`` raises on a row with the wrong number of fields; ``"skip"`` skips such
+    rows and logs how many were skipped and the first of them.
+    """
+    bad_rows: list[str] = []
+
+    def handle_invalid(row: pcsv.InvalidRow) -> str:
+        bad_rows.append(row.text)
+        return "skip"
+
+    parse = pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handle_invalid)
+    convert = pcsv.ConvertOptions(column_types=columns, strings_can_be_null=False, null_values=[""])
+    try:
+        table = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as err:
+        if "UTF8" in str(err):
+            _raise_utf8_error(path, list(columns))
+        raise DataFormatError(path, f"cannot parse as CSV: {err}") from None
+    header = table.column_names
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(path, f"missing column(s) {missing}; header has {header}")
+    if bad_rows:
+        first = bad_rows[0][:200]
+        if on_bad_rows == "error":
+            raise DataFormatError(
+                path, f"{len(bad_rows)} row(s) with a wrong number of fields "
+                f"(expected {len(header)}: {header}); first: {first!r}"
+            )
+        logger.warning("%s: skipped %d malformed row(s) (wrong number of fields); first: %r", path, len(bad_rows), first)
+    return table.select(list(columns))
+
+
+def _first_true(mask: pa.Array | np.ndarray) -> int:
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def locale_codes(path: Path, locales: pa.Array) -> np.ndarray:
+    """Map locale strings to indices into LOCALES, raising on the first unknown one."""
+    idx = pc.index_in(locales, value_set=pa.array(LOCALES))
+    if idx.null_count:
+        row = _first_true(pc.is_null(idx).to_numpy(zero_copy_only=False))
+        raise DataFormatError(
+            path, f"unknown locale {locales[row].as_py()!r} (expected one of {list(LOCALES)})", row + 1, "locale"
+        )
+    return idx.to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def parse_prev_items(path: Path, column: pa.ChunkedArray | pa.Array) -> pa.ListArray:
+    """Parse ``prev_items`` (numpy-repr strings, or an arrow list column) into a list<string> array."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        if column.null_count:
+            raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "prev_items")
+        return column.cast(pa.list_(pa.string()))
+    if column.null_count:
+        raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "prev_items")
+    valid = pc.match_substring_regex(column, _PREV_ITEMS_PATTERN)
+    if not pc.all(valid).as_py():
+        row = _first_true(pc.invert(valid))
+        value = column[row].as_py()[:120]
+        raise DataFormatError(path, f"not a list of quoted ids like ['A' 'B']: {value!r}", row + 1, "prev_items")
+    stripped = pc.utf8_trim_whitespace(pc.replace_substring_regex(column, r"[\[\]']", ""))
+    split = pc.split_pattern_regex(stripped, r"\s+")
+    # "[]" splits into [""]: remove empty strings so an empty session is an empty list.
+    flat = split.flatten()
+    keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
+    offsets = filtered_offsets(split.offsets.to_numpy(), keep).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep)))
+
+
+def filtered_offsets(offsets: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Offsets of ragged lists after dropping the flat entries where ``keep`` is False."""
+    lengths = np.diff(offsets)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    kept = np.bincount(owner[keep], minlength=len(lengths))
+    return np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Sessions of one file in columnar form: session ``i`` is ``items[offsets[i]:offsets[i+1]]``.
+
+    Items are integer codes into the catalog's id vocabulary (``Catalog.ids``), oldest first, as in the
+    file. ``next_item`` holds codes of the target (``-1`` where unknown, e.g. test files).
+    """
+
+    items: np.ndarray  # (total,) int32
+    offsets: np.ndarray  # (n + 1,) int64
+    locale: np.ndarray  # (n,) int8, index into LOCALES
+    next_item: np.ndarray  # (n,) int32, -1 when unknown
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.locale)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.items[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def session_index(self) -> np.ndarray:
+        """Session number of every entry of ``items`` (for vectorised per-session work)."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
+
+    def select(self, index: np.ndarray) -> "Sessions":
+        """The sessions at ``index`` (integer positions or a boolean mask), in that order."""
+        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[index]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        starts = self.offsets[index]
+        gather = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return Sessions(self.items[gather], offsets, self.locale[index], self.next_item[index], self.source)
+
+    def in_locales(self, locales: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Boolean mask of sessions from the given locales."""
+        wanted = [LOCALES.index(loc) for loc in locales]
+        return np.isin(self.locale, wanted)
+
+    def to_lists(self) -> list[np.ndarray]:
+        return np.split(self.items, self.offsets[1:-1])
+
+
+class Catalog:
+    """The product table, looked up by (id, locale): one row per product and locale it is sold in.
+
+    Ids are mapped to integer codes (``ids[code]`` is the id string); the same id in several locales
+    shares one code and has one row per locale, each with that locale's text.
+    """
+
+    def __init__(self, table: pd.DataFrame, source: str = ""):
+        self.table = table.reset_index(drop=True)
+        self.source = source
+        self.ids: np.ndarray = np.asarray(pd.unique(self.table["id"]).astype(object))
+        self.ids.sort()
+        self._id_index = pd.Index(self.ids)
+        self.table["code"] = self._id_index.get_indexer(self.table["id"]).astype(np.int32)
+        self.table["locale_idx"] = pd.Index(LOCALES).get_indexer(self.table["locale"]).astype(np.int8)
+        self._rows = np.full((len(LOCALES), len(self.ids)), -1, dtype=np.int32)
+        self._rows[self.table["locale_idx"].to_numpy(), self.table["code"].to_numpy()] = np.arange(len(self.table))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def num_ids(self) -> int:
+        return len(self.ids)
+
+    def codes(self, ids) -> np.ndarray:
+        """Codes of id strings; ``-1`` for ids not in the catalog."""
+        return self._id_index.get_indexer(np.asarray(ids, dtype=object)).astype(np.int32)
+
+    def rows(self, codes: np.ndarray, locale: np.ndarray | int) -> np.ndarray:
+        """Table rows of (code, locale) pairs; ``-1`` where the product is not sold in that locale."""
+        return self._rows[locale, codes]
+
+    def locale_codes(self, locale: str | int) -> np.ndarray:
+        """Codes of every product sold in a locale, ascending."""
+        loc = LOCALES.index(locale) if isinstance(locale, str) else locale
+        return np.flatnonzero(self._rows[loc] >= 0).astype(np.int32)
+
+    def attributes(
+        self, row: int, attributes: tuple[str, ...] = ATTRIBUTES, max_value_chars: int = 128
+    ) -> list[tuple[str, str]]:
+        """(key, value) pairs of a product row in the given order; empty attributes are skipped."""
+        record = self.table.iloc[row]
+        pairs = []
+        for key in attributes:
+            value = record[key]
+            if key == "price":
+                value = "" if pd.isna(value) else f"{value:g}"
+            value = " ".join(str(value).split())  # newlines and runs of spaces inside values
+            if value:
+                pairs.append((key, value[:max_value_chars]))
+        return pairs
+
+    def sentence(self, row: int, attributes: tuple[str, ...] = ATTRIBUTES, max_value_chars: int = 128) -> str:
+        """A product flattened into ``key value key value ...`` text."""
+        return " ".join(f"{k} {v}" for k, v in self.attributes(row, attributes, max_value_chars))
+
+    def titles(self, codes: np.ndarray, locale: np.ndarray | int) -> list[str]:
+        """Titles of (code, locale) products; ``""`` where the product has no row in that locale."""
+        rows = self.rows(codes, locale)
+        titles = self.table["title"].to_numpy()
+        return [titles[r] if r >= 0 else "" for r in rows]
+
+
+def _cached(cache: Path, key: str, build) -> pa.Table:
+    """Read a parquet cache file for ``key`` or build the table, write it atomically and return it."""
+    path = cache / f"{key}.parquet"
+    if path.exists():
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            logger.warning("cache %s unreadable (%s); rebuilding it", path, err)
+    table = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return table
+
+
+def read_products(path: Path, on_bad_rows: str = "error") -> pa.Table:
+    """Parse and validate a products file; duplicate (id, locale) rows are skipped with a count."""
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        missing = [c for c in PRODUCT_COLUMNS if c not in table.column_names]
+        if missing:
+            raise DataFormatError(path, f"missing column(s) {missing}")
+        table = table.select(list(PRODUCT_COLUMNS))
+        table = table.cast(pa.schema([(c, pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS]))
+    else:
+        types = {c: (pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS}
+        table = read_csv_table(path, types, on_bad_rows)
+    for column in _TEXT_COLUMNS:
+        table = table.set_column(table.column_names.index(column), column, pc.fill_null(table[column], ""))
+    ids = table["id"].combine_chunks()
+    empty = pc.equal(ids, "").to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise DataFormatError(path, "empty product id", _first_true(empty) + 1, "id")
+    locale_codes(path, table["locale"].combine_chunks())
+    keys = pd.MultiIndex.from_arrays([ids.to_pandas(), table["locale"].to_pandas()])
+    duplicated = np.asarray(keys.duplicated())
+    if duplicated.any():
+        logger.warning(
+            "%s: skipped %d duplicate (id, locale) row(s), keeping the first; first duplicate at data row %d",
+            path, int(duplicated.sum()), _first_true(duplicated) + 1,
+        )
+        table = table.filter(pa.array(~duplicated))
+    return table
+
+
+def encode_sessions(
+    path: Path, table: pa.Table, catalog: Catalog, has_target: bool, drop_unusable: bool
+) -> tuple[pa.Table, dict[str, int]]:
+    """Turn a parsed sessions table into codes; returns the coded table and counts of what was skipped.
+
+    Ids absent from the whole catalog are dropped from sessions (counted). With ``drop_unusable``
+    (training files), sessions left empty or whose target is unknown are dropped (counted); test files
+    keep every row so that predictions stay row-aligned with their ground truth.
+    """
+    counts: dict[str, int] = {}
+    locale = locale_codes(path, table["locale"].combine_chunks())
+    lists = parse_prev_items(path, table["prev_items"])
+    flat_codes = catalog.codes(np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=object))
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    known = flat_codes >= 0
+    counts["unknown_items_dropped"] = int((~known).sum())
+    if not known.all():
+        offsets = filtered_offsets(offsets, known)
+        flat_codes = flat_codes[known]
+    session_index = np.repeat(np.arange(len(locale)), np.diff(offsets))
+    not_in_locale = catalog.rows(flat_codes, locale[session_index]) < 0
+    counts["items_without_locale_row"] = int(not_in_locale.sum())
+    if has_target:
+        column = table["next_item"].combine_chunks()
+        if column.null_count:
+            raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "next_item")
+        next_item = catalog.codes(np.asarray(column.to_numpy(zero_copy_only=False), dtype=object))
+        counts["unknown_targets"] = int((next_item < 0).sum())
+        known_target = next_item >= 0
+        counts["targets_without_locale_row"] = int(
+            (catalog.rows(next_item[known_target], locale[known_target]) < 0).sum()
+        )
+    else:
+        next_item = np.full(len(locale), -1, dtype=np.int32)
+    empty = np.diff(offsets) == 0
+    counts["empty_sessions"] = int(empty.sum())
+    keep = np.ones(len(locale), dtype=bool)
+    if drop_unusable:
+        keep = ~empty & (next_item >= 0 if has_target else True)
+    counts["sessions_dropped"] = int((~keep).sum())
+    list_array = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat_codes.astype(np.int32)))
+    coded = pa.table({"items": list_array, "locale": pa.array(locale), "next_item": pa.array(next_item.astype(np.int32))})
+    if not keep.all():
+        coded = coded.filter(pa.array(keep))
+    return coded, counts
+
+
+def _report(path: Path, counts: dict[str, int]) -> None:
+    messages = {
+        "unknown_items_dropped": "session item(s) whose id is not in the product table were dropped",
+        "items_without_locale_row": "session item(s) have no product row in their session's locale (text models skip them)",
+        "unknown_targets": "next_item id(s) are not in the product table",
+        "targets_without_locale_row": "next_item(s) have no product row in their session's locale",
+        "empty_sessions": "session(s) are empty",
+        "sessions_dropped": "unusable session(s) (empty, or unknown next_item) were skipped",
+    }
+    for key, n in counts.items():
+        if n:
+            logger.warning("%s: %d %s", path, n, messages[key])
+
+
+def _sessions_from_table(table: pa.Table, source: str) -> Sessions:
+    items = table["items"].combine_chunks()
+    return Sessions(
+        items=items.flatten().to_numpy().astype(np.int32, copy=False),
+        offsets=items.offsets.to_numpy().astype(np.int64),
+        locale=table["locale"].to_numpy().astype(np.int8),
+        next_item=table["next_item"].to_numpy().astype(np.int32),
+        source=source,
+    )
+
+
+class M2Data:
+    """An Amazon-M2 data folder: catalog, training sessions, test sessions and ground truth, cached.
+
+    >>> data = M2Data("data/synthetic-small")
+    >>> data.catalog.sentence(0), len(data.train), len(data.test(1))
+    """
+
+    def __init__(self, folder: str | Path, cache_dir: str | Path | None = None, on_bad_rows: str = "error"):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"data folder {self.folder} does not exist")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.on_bad_rows = on_bad_rows
+        self._sessions: dict[str, Sessions] = {}
+
+    def _key(self, path: Path, *, with_products: bool) -> str:
+        parts = [PARSER_VERSION, self.on_bad_rows, file_digest(path)]
+        if with_products:
+            parts.append(self._products_digest)
+        return f"{path.stem}-" + hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
+
+    @cached_property
+    def _products_path(self) -> Path:
+        return _find_source(self.folder, "products_train")
+
+    @cached_property
+    def _products_digest(self) -> str:
+        return file_digest(self._products_path)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        path = self._products_path
+        table = _cached(self.cache_dir, self._key(path, with_products=False), lambda: read_products(path, self.on_bad_rows))
+        logger.info("%s: %d product rows", path, table.num_rows)
+        return Catalog(table.to_pandas(), source=str(path))
+
+    def _load_sessions(self, stem: str, has_target: bool, drop_unusable: bool) -> Sessions:
+        if stem not in self._sessions:
+            path = _find_source(self.folder, stem)
+            catalog = self.catalog
+
+            def build() -> pa.Table:
+                if path.suffix == ".parquet":
+                    raw = pq.read_table(path)
+                else:
+                    columns = ["prev_items", "next_item", "locale"] if has_target else ["prev_items", "locale"]
+                    raw = read_csv_table(path, {c: pa.string() for c in columns}, self.on_bad_rows)
+                coded, counts = encode_sessions(path, raw, catalog, has_target, drop_unusable)
+                _report(path, counts)
+                return coded
+
+            table = _cached(self.cache_dir, self._key(path, with_products=True), build)
+            self._sessions[stem] = _sessions_from_table(table, str(path))
+        return self._sessions[stem]
+
+    @property
+    def train(self) -> Sessions:
+        """Training sessions with known targets; unusable rows skipped (counted, logged at first parse)."""
+        return self._load_sessions("sessions_train", has_target=True, drop_unusable=True)
+
+    def test(self, task: int) -> Sessions:
+        """Test sessions of a task, every row kept (row-aligned with the submission and ground truth)."""
+        return self._load_sessions(f"sessions_test_task{task}", has_target=False, drop_unusable=False)
+
+    def has_truth(self, task: int) -> bool:
+        return _find_source(self.folder, f"gt_task{task}", required=False) is not None
+
+    def truth(self, task: int) -> pd.DataFrame:
+        """Ground truth of a test file: ``next_item`` (or ``next_item_title`` for task 3) and ``locale``."""
+        from ..submission import read_truth
+
+        path = _find_source(self.folder, f"gt_task{task}")
+        truth = read_truth(path)
+        if len(truth) != len(self.test(task)):
+            raise DataFormatError(path, f"{len(truth)} rows, but the test file has {len(self.test(task))}")
+        return truth
