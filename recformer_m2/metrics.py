@@ -1,0 +1,200 @@
+"""Evaluation metrics of the KDD Cup 2023 (Amazon-M2): MRR/Recall/NDCG@k and title BLEU.
+
+Ranking metrics assume one relevant item per session (the true next item), so
+MRR@k = 1/r, Recall@k = 1 and NDCG@k = 1/log2(r + 1) when the target sits at rank
+r <= k of the prediction list, and 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sacrebleu.metrics import BLEU
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+from sacrebleu.tokenizers.tokenizer_char import TokenizerChar
+
+from recformer_m2.constants import LOCALES, TOP_K
+
+PADDING_ID = -1
+"""Integer id that pads short prediction rows; it never matches a target."""
+
+OVERALL = "overall"
+"""Index label of the micro-averaged row in the per-locale tables."""
+
+_CHUNK_ROWS = 1 << 16
+"""Rows compared at once on the vectorised path: bounds the (rows, k) boolean buffer."""
+
+_CHAR_LOCALES = frozenset({"JP"})
+"""Locales written without spaces between words, so BLEU counts characters, not words."""
+
+
+def _is_missing(value: Any) -> bool:
+    """True for a target that can never be hit: None, NaN or the integer padding id."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value) == PADDING_ID
+    return False
+
+
+def _ranks_vectorised(predictions: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """1-based rank of each target in the first k columns (0 if absent), in row chunks."""
+    n = predictions.shape[0]
+    ranks = np.zeros(n, dtype=np.int64)
+    for start in range(0, n, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n)
+        block = predictions[start:stop, :k]  # (B, k)
+        target = targets[start:stop, None]  # (B, 1)
+        hits = block == target  # (B, k); argmax below takes the first hit
+        if targets.dtype.kind == "i":
+            hits &= target != PADDING_ID
+        found = hits.any(axis=1)
+        ranks[start:stop] = np.where(found, hits.argmax(axis=1) + 1, 0)
+    return ranks
+
+
+def _ranks_generic(predictions: Sequence[Sequence[Any]], targets: Sequence[Any], k: int) -> np.ndarray:
+    """Same as `_ranks_vectorised` for string ids and ragged rows, one C-level list.index per row."""
+    ranks = np.zeros(len(targets), dtype=np.int64)
+    for i, (row, target) in enumerate(zip(predictions, targets)):
+        if isinstance(row, (str, bytes)):
+            raise TypeError(f"prediction row {i} is a single string {row!r}, expected a sequence of ids")
+        if _is_missing(target):
+            continue
+        head = row[:k]
+        if not isinstance(head, list):
+            head = list(head)
+        try:
+            ranks[i] = head.index(target) + 1
+        except ValueError:
+            pass  # target not among the first k predictions: rank stays 0
+    return ranks
+
+
+def target_ranks(predictions: np.ndarray | Sequence[Sequence[Any]], targets: np.ndarray | Sequence[Any],
+                 k: int = TOP_K) -> np.ndarray:
+    """1-based rank of each row's target among its first k predictions, 0 when absent.
+
+    Integer or unicode 2-D arrays are compared in one vectorised pass; anything else
+    (lists of string ids, ragged rows) row by row. A duplicated id counts at its first
+    occurrence; the padding value (-1 or None) never matches.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    if len(predictions) != len(targets):
+        raise ValueError(f"{len(predictions)} prediction rows but {len(targets)} targets")
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 2:
+        target_array = np.asarray(targets)
+        kinds = (predictions.dtype.kind, target_array.dtype.kind)
+        if kinds in {("i", "i"), ("u", "u"), ("i", "u"), ("u", "i"), ("U", "U")} and target_array.ndim == 1:
+            return _ranks_vectorised(predictions, target_array, k)
+    return _ranks_generic(predictions, targets, k)
+
+
+def _metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-row MRR, Recall and NDCG at k from 1-based ranks (0 = absent)."""
+    hit = (ranks > 0) & (ranks <= k)
+    safe = np.where(hit, ranks, 1).astype(np.float64)  # avoids 1/0 where there is no hit
+    return {
+        "mrr": np.where(hit, 1.0 / safe, 0.0),
+        "recall": hit.astype(np.float64),
+        "ndcg": np.where(hit, 1.0 / np.log2(safe + 1.0), 0.0),
+    }
+
+
+def rank_metrics(predictions: np.ndarray | Sequence[Sequence[Any]], targets: np.ndarray | Sequence[Any],
+                 k: int = TOP_K) -> dict[str, np.ndarray]:
+    """Per-row ``mrr``, ``recall`` and ``ndcg`` at k for one relevant item per row.
+
+    ``predictions`` is a (n, >=k) integer array (padded with -1) or a sequence of
+    id lists of any length (shorter rows simply miss the later ranks); ``targets``
+    holds one id per row. Duplicates in a row count at their first occurrence, so
+    repeating the target cannot raise a score.
+    """
+    return _metrics_from_ranks(target_ranks(predictions, targets, k), k)
+
+
+def _locale_masks(locales: Sequence[str], n: int) -> list[tuple[str, np.ndarray]]:
+    """Boolean row mask per locale present, in LOCALES order; unknown locales are refused."""
+    if len(locales) != n:
+        raise ValueError(f"{n} rows but {len(locales)} locales")
+    values = np.asarray(locales, dtype=object)
+    unknown = sorted({str(v) for v in values.tolist()} - set(LOCALES))
+    if unknown:
+        raise ValueError(f"unknown locales {unknown}; expected some of {list(LOCALES)}")
+    masks = [(loc, values == loc) for loc in LOCALES]
+    return [(loc, mask) for loc, mask in masks if mask.any()]
+
+
+def evaluate_rankings(predictions: np.ndarray | Sequence[Sequence[Any]], targets: np.ndarray | Sequence[Any],
+                      locales: Sequence[str], ks: Sequence[int] = (TOP_K,)) -> pd.DataFrame:
+    """Per-locale and ``overall`` MRR/Recall/NDCG at each k, plus the session count ``n``.
+
+    ``overall`` averages over all sessions (micro-average), as the KDD Cup scores a task,
+    so large locales weigh more than small ones.
+    """
+    ks = tuple(int(k) for k in ks)
+    if not ks:
+        raise ValueError("ks must name at least one cut-off")
+    ranks = target_ranks(predictions, targets, max(ks))
+    groups = _locale_masks(locales, len(ranks)) + [(OVERALL, np.ones(len(ranks), dtype=bool))]
+    per_k = {k: _metrics_from_ranks(ranks, k) for k in ks}
+    rows = []
+    for name, mask in groups:
+        n = int(mask.sum())
+        row: dict[str, float | int] = {}
+        for k, metrics in per_k.items():
+            for key, label in (("mrr", "MRR"), ("recall", "Recall"), ("ndcg", "NDCG")):
+                row[f"{label}@{k}"] = float(metrics[key][mask].mean()) if n else float("nan")
+        row["n"] = n
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index([name for name, _ in groups], name="locale"))
+
+
+def _as_text(value: Any) -> str:
+    """A title as a string; None or NaN (a missing title) becomes the empty string."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a title string, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def title_bleu(hypotheses: Sequence[str], references: Sequence[str], locales: Sequence[str]) -> pd.DataFrame:
+    """Corpus BLEU (0-1 scale, as the KDD Cup task 3 leaderboard) per locale and ``overall``.
+
+    Each sentence is first tokenised for its own locale: sacrebleu's '13a' for the
+    Latin-script locales, and single characters (sacrebleu's 'char') for JP, whose titles
+    have no spaces between words and would otherwise be one token each ('ja-mecab' needs
+    MeCab and a dictionary that are not dependencies here). The tokenised corpus is then
+    scored with tokenize='none', so ``overall`` pools the same n-gram counts as the rows.
+    Empty or missing hypotheses are allowed and only add no matches.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    groups = _locale_masks(locales, len(hypotheses))
+    word_tokenizer, char_tokenizer = Tokenizer13a(), TokenizerChar()
+
+    def tokenize(text: Any, locale: str) -> str:
+        tokenizer = char_tokenizer if locale in _CHAR_LOCALES else word_tokenizer
+        return tokenizer(_as_text(text).strip())
+
+    hyp_tokens = np.array([tokenize(h, loc) for h, loc in zip(hypotheses, locales)], dtype=object)
+    ref_tokens = np.array([tokenize(r, loc) for r, loc in zip(references, locales)], dtype=object)
+    groups.append((OVERALL, np.ones(len(hyp_tokens), dtype=bool)))
+    bleu = BLEU(tokenize="none")
+    rows = []
+    for _name, mask in groups:
+        n = int(mask.sum())
+        if n == 0:
+            rows.append({"BLEU": float("nan"), "n": 0})
+            continue
+        score = bleu.corpus_score(list(hyp_tokens[mask]), [list(ref_tokens[mask])])
+        rows.append({"BLEU": score.score / 100.0, "n": n})
+    return pd.DataFrame(rows, index=pd.Index([name for name, _ in groups], name="locale"))
