@@ -1,0 +1,145 @@
+"""The ``recformer-m2`` command: one entry point, one subcommand per job.
+
+Settings come from, in this order of precedence: the command line, a ``--config`` JSON file, defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .constants import LOCALES, TOP_K
+
+logger = logging.getLogger("recformer_m2")
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from .synth import generate
+
+    generate(args.out, scale=args.scale, seed=args.seed)
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    from .data import M2Data
+    from .tokenizer import train_tokenizer
+
+    catalog = M2Data(args.data).catalog
+    texts = (catalog.sentence(row) for row in range(len(catalog)))
+    train_tokenizer(texts, args.out, vocab_size=args.vocab_size)
+    logger.info("tokenizer written to %s", args.out)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .data import M2Data
+    from .heuristics import RANKING_METHODS, TITLE_METHODS
+    from .submission import write_submission
+
+    data = M2Data(args.data)
+    sessions = data.test(args.task)
+    locales = [LOCALES[x] for x in sessions.locale]
+    registry = TITLE_METHODS if args.task == 3 else RANKING_METHODS
+    if args.method not in registry:
+        raise SystemExit(f"unknown method {args.method!r} for task {args.task}; choose from {sorted(registry)}")
+    method = registry[args.method]().fit(data.catalog, data.train)
+    if args.task == 3:
+        write_submission(args.out, locales, titles=method.generate(sessions))
+    else:
+        ranked = method.recommend(sessions, k=args.k)
+        ids = data.catalog.ids
+        write_submission(args.out, locales, predictions=[list(ids[row[row >= 0]]) for row in ranked])
+    logger.info("wrote %d predictions to %s", len(sessions), args.out)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .submission import evaluate_submission
+
+    table = evaluate_submission(args.predictions, args.truth)
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))  # the command's result, on stdout
+
+
+def cmd_export_recbole(args: argparse.Namespace) -> None:
+    from .data import M2Data
+    from .recbole_export import export_recbole
+
+    for path in export_recbole(M2Data(args.data), args.out, name=args.name, task=args.task):
+        logger.info("wrote %s", path)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .pipeline import PipelineConfig, format_table, run_pipeline
+
+    overrides = {key: getattr(args, key) for key in ("out", "data", "scale", "seed")}
+    if args.methods:
+        overrides["methods"] = args.methods.split(",")
+    config = load_config(PipelineConfig, args.config, overrides)
+    results = run_pipeline(config)
+    for name, table in results.items():
+        metrics = ["BLEU"] if name == "task3" else ["MRR@100", "Recall@100"]
+        print(f"\n== {name} ==\n{format_table(table, metrics)}")
+    print(f"\nreport: {Path(config.out) / 'report.md'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recformer-m2", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic Amazon-M2 data folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "full"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train-tokenizer", help="train the catalog SentencePiece tokenizer")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocab-size", type=int, default=16000)
+    p.set_defaults(func=cmd_train_tokenizer)
+
+    p = sub.add_parser("predict", help="write a KDD Cup submission for a task's test file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--task", type=int, required=True, choices=[1, 2, 3])
+    p.add_argument("--method", required=True)
+    p.add_argument("--model", default=None, help="trained model folder, for methods that need one")
+    p.add_argument("--out", required=True, help="submission parquet file")
+    p.add_argument("--k", type=int, default=TOP_K)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a submission against ground truth")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--truth", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-recbole", help="write RecBole atomic files of the training/validation/test splits")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="m2")
+    p.add_argument("--task", type=int, default=2, choices=[1, 2], help="whose locales to export")
+    p.set_defaults(func=cmd_export_recbole)
+
+    p = sub.add_parser("pipeline", help="the main job: every method on one data folder, per-locale report")
+    p.add_argument("--config", default=None, help="JSON file of PipelineConfig fields")
+    p.add_argument("--out", default=None)
+    p.add_argument("--data", default=None, help="data folder (default: generate synthetic data)")
+    p.add_argument("--scale", default=None, choices=["tiny", "small", "medium", "full"])
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--methods", default=None, help="comma-separated next-item methods")
+    p.set_defaults(func=cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The main job: every method available so far, on one data folder, scored per locale, with a report.
+
+With no data folder it generates the embedded synthetic Amazon-M2 data first. Methods are fitted on the
+training sessions only and scored on the test files' ground truth; a folder without ground truth (the real
+KDD Cup data) is scored on a validation split carved from the training sessions, the methods then being
+fitted on the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import save_config
+from .constants import LOCALES, TASK_LOCALES, TOP_K
+from .data import M2Data, Sessions, validation_split
+from .heuristics import RANKING_METHODS, TITLE_METHODS, occurrence_counts
+from .metrics import evaluate_rankings, rank_metrics, title_bleu
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """What the main job runs. Override order: command line > ``--config`` JSON file > these defaults."""
+
+    out: str = "runs/main"
+    """Folder for the report, tables, plots and (when generated) the synthetic data."""
+    data: str | None = None
+    """An Amazon-M2 data folder; None generates synthetic data of ``scale`` into ``out/data``."""
+    scale: str = "small"
+    """Synthetic data size when ``data`` is None: tiny, small, medium or full."""
+    seed: int = 0
+    """Seed of the synthetic data and of the validation split."""
+    methods: list[str] = field(default_factory=lambda: list(RANKING_METHODS))
+    """Next-item methods (tasks 1 and 2) to compare."""
+    title_methods: list[str] = field(default_factory=lambda: list(TITLE_METHODS))
+    """Next-title methods (task 3) to compare."""
+    valid_fraction: float = 0.1
+    """Share of training sessions held out when the data has no ground truth."""
+    max_valid_per_locale: int = 20_000
+    """Cap on held-out sessions per locale (keeps evaluation of the real data quick)."""
+    cold_threshold: int = 3
+    """A target seen fewer times than this in its locale's training sessions counts as cold."""
+
+
+@dataclass
+class EvalSplit:
+    """Sessions to fit on, sessions to score, and their targets (codes, or titles for task 3)."""
+
+    fit: Sessions
+    test: Sessions
+    targets: np.ndarray | list[str]
+    source: str
+
+
+def task_split(data: M2Data, task: int, config: PipelineConfig) -> EvalSplit:
+    """The test file with its ground truth when known, else a validation split of the training sessions."""
+    if data.has_truth(task):
+        truth = data.truth(task)
+        if task == 3:
+            targets: np.ndarray | list[str] = truth["next_item_title"].tolist()
+        else:
+            targets = data.catalog.codes(truth["next_item"].to_numpy())
+            targets[targets < 0] = -2  # an unknown target id can match nothing (-1 pads rankings)
+        return EvalSplit(data.train, data.test(task), targets, f"test file, task {task}")
+    fit_idx, valid_idx = validation_split(data.train, config.valid_fraction, config.seed, config.max_valid_per_locale)
+    valid = data.train.select(valid_idx)
+    valid = valid.select(valid.in_locales(TASK_LOCALES[task]))
+    if task == 3:
+        targets = data.catalog.titles(valid.next_item, valid.locale)
+    else:
+        targets = valid.next_item
+    return EvalSplit(data.train.select(fit_idx), valid, targets, f"validation split of sessions_train, task {task}")
+
+
+def cold_mask(split: EvalSplit, num_ids: int, threshold: int) -> np.ndarray:
+    """Sessions whose target was seen fewer than ``threshold`` times in its locale's training sessions."""
+    counts = occurrence_counts(split.fit, num_ids)
+    targets = np.asarray(split.targets)
+    seen = np.where(targets >= 0, counts[split.test.locale, np.maximum(targets, 0)], 0)
+    return seen < threshold
+
+
+def _locale_names(sessions: Sessions) -> list[str]:
+    return [LOCALES[x] for x in sessions.locale]
+
+
+def run_ranking_task(data: M2Data, task: int, config: PipelineConfig) -> pd.DataFrame:
+    """Fit and score every ranking method on one task; rows (method, locale) incl. a cold-item slice."""
+    split = task_split(data, task, config)
+    logger.info("task %d: %d sessions scored (%s), fitted on %d", task, len(split.test), split.source, len(split.fit))
+    cold = cold_mask(split, data.catalog.num_ids, config.cold_threshold)
+    locales = _locale_names(split.test)
+    tables = []
+    for name in config.methods:
+        start = time.perf_counter()
+        method = RANKING_METHODS[name]().fit(data.catalog, split.fit)
+        ranked = method.recommend(split.test, k=TOP_K)
+        seconds = time.perf_counter() - start
+        table = evaluate_rankings(ranked, split.targets, locales, ks=(TOP_K,))
+        if cold.any():
+            slice_metrics = rank_metrics(ranked[cold], np.asarray(split.targets)[cold], TOP_K)
+            table.loc["cold"] = {
+                "MRR@100": slice_metrics["mrr"].mean(), "Recall@100": slice_metrics["recall"].mean(),
+                "NDCG@100": slice_metrics["ndcg"].mean(), "n": int(cold.sum()),
+            }
+        table.insert(0, "method", name)
+        table["seconds"] = seconds
+        tables.append(table.reset_index())
+        logger.info("task %d %s: MRR@100 %.4f (%.1f s)", task, name, table.loc["overall", "MRR@100"], seconds)
+    return pd.concat(tables, ignore_index=True)
+
+
+def run_title_task(data: M2Data, config: PipelineConfig) -> pd.DataFrame:
+    """Score every title method on task 3 (BLEU per locale and overall)."""
+    split = task_split(data, 3, config)
+    tables = []
+    for name in config.title_methods:
+        titles = TITLE_METHODS[name]().fit(data.catalog, split.fit).generate(split.test)
+        table = title_bleu(titles, list(split.targets), _locale_names(split.test))
+        table.insert(0, "method", name)
+        tables.append(table.reset_index())
+    return pd.concat(tables, ignore_index=True)
+
+
+def plot_metric(table: pd.DataFrame, metric: str, path: Path, title: str) -> None:
+    """Grouped bars: one group per locale (and overall), one bar per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pivot = table.pivot(index="locale", columns="method", values=metric)
+    order = [x for x in (*LOCALES, "overall", "cold") if x in pivot.index]
+    pivot = pivot.loc[order, [m for m in table["method"].unique()]]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(order), 3.6))
+    pivot.plot.bar(ax=ax, rot=0, width=0.8)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(table: pd.DataFrame, metrics: list[str]) -> str:
+    """Methods as rows, locales as columns, for one metric at a time (the paper's table shape)."""
+    blocks = []
+    for metric in metrics:
+        pivot = table.pivot(index="method", columns="locale", values=metric)
+        columns = [x for x in (*LOCALES, "overall", "cold") if x in pivot.columns]
+        pivot = pivot.loc[list(table["method"].unique()), columns]
+        blocks.append(f"{metric}\n" + pivot.to_string(float_format=lambda v: f"{v:.4f}"))
+    return "\n\n".join(blocks)
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
+    """Run the main job and write ``report.md``, ``results_*.csv`` and ``plots/*.png`` under ``config.out``."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.json")
+    folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
+    data = M2Data(folder)
+    results: dict[str, pd.DataFrame] = {}
+    for task in (1, 2):
+        results[f"task{task}"] = run_ranking_task(data, task, config)
+    results["task3"] = run_title_task(data, config)
+    for name, table in results.items():
+        table.to_csv(out / f"results_{name}.csv", index=False)
+    plot_metric(results["task1"], "MRR@100", out / "plots" / "task1_mrr.png", "Task 1 (UK, DE, JP): MRR@100")
+    plot_metric(results["task2"], "MRR@100", out / "plots" / "task2_mrr.png", "Task 2 (ES, FR, IT): MRR@100")
+    plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png", "Task 3: next-title BLEU")
+    write_report(out, folder, results)
+    return results
+
+
+def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:
+    """Generate synthetic data unless ``folder`` already holds data made with the same scale and seed."""
+    from .synth import generate
+
+    marker = folder / "synth.json"
+    wanted = {"scale": scale, "seed": seed}
+    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in wanted} == wanted:
+        logger.info("reusing synthetic data in %s", folder)
+        return folder
+    summary = generate(folder, scale=scale, seed=seed)
+    marker.write_text(json.dumps({**wanted, "summary": summary}, indent=2, default=str))
+    return folder
+
+
+def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame]) -> None:
+    ranking_metrics = ["MRR@100", "Recall@100", "NDCG@100"]
+    lines = [
+        "# recformer-m2 report",
+        "",
+        f"Data: `{folder}`. Methods are fitted on training sessions only and scored on held-out sessions; "
+        "`cold` is the slice of sessions whose target was seen fewer than 3 times in its locale's training sessions.",
+        "",
+    ]
+    for task, title in ((1, "Task 1: next product, UK/DE/JP"), (2, "Task 2: next product, ES/FR/IT")):
+        lines += [f"## {title}", "", "```", format_table(results[f"task{task}"], ranking_metrics), "```", "",
+                  f"![task {task}](plots/task{task}_mrr.png)", ""]
+    lines += ["## Task 3: next product title (BLEU, 0-1)", "", "```", format_table(results["task3"], ["BLEU"]), "```",
+              "", "![task 3](plots/task3_bleu.png)", ""]
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    logger.info("report written to %s", out / "report.md")
