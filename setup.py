@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
-        "transformers>=4.40",
+        "transformers>=5.0",
         "sentencepiece>=0.2",
         "sacrebleu>=2.4",
         "numpy>=1.26",

@@ -79,3 +79,14 @@ def test_config_precedence_cli_over_file_over_defaults(tmp_path):
     path.write_text(json.dumps({"typo": 1}))
     with pytest.raises(ValueError, match=r"unknown _Cfg field\(s\) \['typo'\]"):
         load_config(_Cfg, path)
+
+
+def test_train_tokenizer_on_the_catalog(sample_with_truth, tmp_path):
+    from recformer_m2.tokenizer import load_tokenizer
+
+    out = tmp_path / "tok"
+    main(["train-tokenizer", "--data", str(sample_with_truth), "--out", str(out), "--vocab-size", "600"])
+    tokenizer = load_tokenizer(out)
+    ids = tokenizer("エレコム USB Type-C ケーブル", add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == "エレコム USB Type-C ケーブル"
