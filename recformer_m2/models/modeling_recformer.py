@@ -1,0 +1,437 @@
+"""Recformer (Li et al. 2023, "Text Is All You Need: Learning Language Representations for Sequential
+Recommendation", https://arxiv.org/abs/2305.13731) on transformers' Longformer encoder.
+
+- :class:`RecformerModel`: embeddings (word + token position + token type + item position) and a
+  ``LongformerEncoder`` with global attention on CLS; returns token states and a pooled vector.
+- :class:`RecformerForPretraining`: masked-language-model loss plus a session-to-next-item
+  contrastive loss over in-batch (and cross-rank) candidates.
+- :class:`RecformerForSeqRec`: scores a session against a table of item embeddings.
+
+Inputs come from :class:`~recformer_m2.models.collator.SessionCollator`; all tokenisation, masking
+and layout is done there, so ``forward`` only runs tensor ops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.models.longformer.modeling_longformer import LongformerEncoder, LongformerLMHead
+from transformers.utils import ModelOutput
+
+from .configuration_recformer import RecformerConfig, TokenType
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+"""Label of positions that the masked-language-model loss skips (``F.cross_entropy``'s default)."""
+
+
+@dataclass
+class RecformerModelOutput(ModelOutput):
+    """Token states ``(B, L, D)`` without the window padding; pooled vector ``(B, D)`` per ``config.pooler_type``."""
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    global_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class RecformerPretrainingOutput(ModelOutput):
+    """Weighted total ``loss``, its two parts, and what they were computed from.
+
+    ``mlm_logits`` ``(M, V)`` holds only the M labelled positions (``mlm_labels != -100``, row-major
+    order), which keeps memory at M x V instead of B x L x V. ``cl_correct`` counts sessions whose
+    top-scored candidate is their own next item.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    item_cl_loss: torch.Tensor | None = None
+    mlm_logits: torch.Tensor | None = None
+    session_embeddings: torch.Tensor | None = None
+    item_embeddings: torch.Tensor | None = None
+    cl_correct: torch.Tensor | None = None
+
+
+@dataclass
+class RecformerSeqRecOutput(ModelOutput):
+    """``scores``: ``(B, N)`` over all items, or ``(B, 1 + K)`` [positive, K negatives] when negatives are sampled.
+
+    ``session_embeddings`` ``(B, D)`` are L2-normalised, like the item table they are scored against.
+    """
+
+    loss: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+    session_embeddings: torch.Tensor | None = None
+
+
+class RecformerEmbeddings(nn.Module):
+    """Sum of word, token-position, token-type and item-position embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: RecformerConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.token_type_size, config.hidden_size)
+        self.item_position_embeddings = nn.Embedding(config.max_item_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        item_position_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """All inputs ``(B, L)`` long; returns ``(B, L, D)``."""
+        embeddings = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(position_ids)
+            + self.token_type_embeddings(token_type_ids)
+            + self.item_position_embeddings(item_position_ids)
+        )  # 4 x (B, L, D) -> (B, L, D)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class RecformerPreTrainedModel(PreTrainedModel):
+    """Weight init and strict loading shared by every Recformer model."""
+
+    config_class = RecformerConfig
+    config: RecformerConfig
+    base_model_prefix = "recformer"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LongformerSelfAttention", "RecformerEmbeddings"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' defaults (normal linears and embeddings, unit LayerNorms) plus a zero LM-head bias."""
+        super()._init_weights(module)
+        if isinstance(module, LongformerLMHead):
+            init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained_strict(
+        cls,
+        path: str | Path,
+        *,
+        allow_missing: Iterable[str] = (),
+        allow_unexpected: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> RecformerPreTrainedModel:
+        """Load a local folder and raise ``ValueError`` naming any weight that was missing, unused or mis-shaped.
+
+        ``from_pretrained`` only logs such weights (and initialises the missing ones at random), so
+        a wrong folder would train silently. Entries of ``allow_missing`` (weights of this model
+        that are new, e.g. ``"lm_head"`` when turning an encoder into a pretraining model) and
+        ``allow_unexpected`` (checkpoint weights this model drops, e.g. ``"lm_head"`` when loading
+        ``RecformerForSeqRec`` from a pretraining folder) are exact names or module prefixes.
+        """
+        kwargs.setdefault("local_files_only", True)
+        model, info = cls.from_pretrained(str(path), output_loading_info=True, **kwargs)
+        allowed_missing, allowed_unexpected = tuple(allow_missing), tuple(allow_unexpected)
+        problems = []
+        if missing := sorted(k for k in info["missing_keys"] if not _matches(k, allowed_missing)):
+            problems.append(f"missing from the checkpoint (would be random): {missing}")
+        if unexpected := sorted(k for k in info["unexpected_keys"] if not _matches(k, allowed_unexpected)):
+            problems.append(f"in the checkpoint but unused by {cls.__name__}: {unexpected}")
+        if mismatched := sorted(info["mismatched_keys"]):
+            problems.append(f"shape mismatch (name, checkpoint, model): {mismatched}")
+        if info["error_msgs"]:
+            problems.append(f"errors: {info['error_msgs']}")
+        if problems:
+            raise ValueError(
+                f"{path}: loading {cls.__name__} found weights "
+                + "; ".join(problems)
+                + " (pass allow_missing=/allow_unexpected= to accept weights that are new or dropped on purpose)"
+            )
+        return model
+
+
+def _matches(key: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``key`` equals a pattern or lies under one as a module prefix (``lm_head`` covers ``lm_head.bias``)."""
+    return any(key == p or key.startswith(p + ".") for p in patterns)
+
+
+class RecformerModel(RecformerPreTrainedModel):
+    """Recformer encoder: embeddings, Longformer layers with global attention on CLS, pooling."""
+
+    def __init__(self, config: RecformerConfig) -> None:
+        super().__init__(config)
+        config.check_recformer_args()  # again: the config may have been edited after construction
+        if isinstance(config.attention_window, int):  # LongformerSelfAttention indexes it per layer
+            config.attention_window = [config.attention_window] * config.num_hidden_layers
+        self.embeddings = RecformerEmbeddings(config)
+        self.encoder = LongformerEncoder(config)
+        # Every layer's sliding chunks need the length to be a multiple of its own window.
+        self.pad_multiple = math.lcm(*config.attention_window)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        item_position_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> RecformerModelOutput:
+        """Encode ``(B, L)`` inputs from the collator; ``position_ids`` default to 0..L-1 from CLS."""
+        batch_size, seq_len = input_ids.shape
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {seq_len} exceeds max_position_embeddings ({self.config.max_position_embeddings})"
+            )
+        attention_mask = attention_mask.long()
+        if position_ids is None:
+            position_ids = torch.arange(seq_len, device=input_ids.device).expand(batch_size, seq_len)  # (B, L)
+
+        # Pad to the window multiple with inert tokens: pad id, no attention, PAD type, item position 0.
+        padding_len = (-seq_len) % self.pad_multiple
+        padded_mask = attention_mask
+        if padding_len > 0:
+            input_ids = F.pad(input_ids, (0, padding_len), value=self.config.pad_token_id)  # (B, L) -> (B, L + P)
+            padded_mask = F.pad(attention_mask, (0, padding_len), value=0)
+            token_type_ids = F.pad(token_type_ids, (0, padding_len), value=int(TokenType.PAD))
+            item_position_ids = F.pad(item_position_ids, (0, padding_len), value=0)
+            position_ids = F.pad(position_ids, (0, padding_len), value=0)
+
+        hidden = self.embeddings(input_ids, token_type_ids, item_position_ids, position_ids)  # (B, L + P, D)
+
+        # Longformer's mask convention, 0 none / 1 local / 2 global, with global attention on CLS;
+        # LongformerEncoder reads only its sign after the shift: < 0 none, 0 local, > 0 global.
+        is_global = torch.zeros_like(padded_mask)
+        is_global[:, 0] = 1
+        encoder_mask = (padded_mask * (is_global + 1) - 1).to(hidden.dtype)  # (B, L + P) in {-1, 0, 1}
+
+        encoded = self.encoder(
+            hidden,
+            attention_mask=encoder_mask,
+            padding_len=padding_len,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        last_hidden = encoded.last_hidden_state  # (B, L, D), window padding removed
+        return RecformerModelOutput(
+            last_hidden_state=last_hidden,
+            pooler_output=self.pool(last_hidden, attention_mask),
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            global_attentions=encoded.global_attentions,
+        )
+
+    def pool(self, last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per sequence: CLS state, or mean over non-padding tokens (``config.pooler_type``)."""
+        if self.config.pooler_type == "cls":
+            return last_hidden[:, 0]  # (B, L, D) -> (B, D)
+        weights = attention_mask.unsqueeze(-1).to(last_hidden.dtype)  # (B, L, 1)
+        return (last_hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, L, D) -> (B, D)
+
+
+def gather_across_ranks(local: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Rows of every rank (rank order) and the offset of this rank's rows; identity outside distributed runs.
+
+    ``all_gather`` returns detached copies, so this rank's slice is replaced by ``local`` itself
+    and gradients flow into the local shard. Every rank must pass the same number of rows.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local, 0
+    world_size, rank = dist.get_world_size(), dist.get_rank()
+    parts = [torch.empty_like(local) for _ in range(world_size)]
+    dist.all_gather(parts, local.detach().contiguous())
+    parts[rank] = local
+    return torch.cat(parts, dim=0), rank * local.shape[0]  # W x (B, ...) -> (W * B, ...)
+
+
+def item_contrastive_loss(
+    session_embeddings: torch.Tensor,
+    item_embeddings: torch.Tensor,
+    temperature: float,
+    item_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy of each session against its next item among all gathered next items.
+
+    Candidates that are the same item as a session's positive (equal ``item_ids``) are removed
+    from its negatives, since scoring the true item down would teach the wrong thing. Returns
+    ``(loss, number of sessions ranking their positive first, logits (B, C))``.
+    """
+    candidates, offset = gather_across_ranks(item_embeddings)  # (C, D), C = world_size * B
+    sessions = F.normalize(session_embeddings, dim=-1)
+    candidates = F.normalize(candidates, dim=-1)
+    logits = sessions @ candidates.T / temperature  # (B, D) x (D, C) -> (B, C)
+    rows = torch.arange(sessions.shape[0], device=logits.device)
+    targets = rows + offset  # (B,)
+    if item_ids is not None:
+        all_ids, _ = gather_across_ranks(item_ids)  # (C,)
+        duplicate = item_ids.unsqueeze(1) == all_ids.unsqueeze(0)  # (B, 1) == (1, C) -> (B, C)
+        duplicate[rows, targets] = False
+        logits = logits.masked_fill(duplicate, float("-inf"))
+    loss = F.cross_entropy(logits, targets)
+    correct = (logits.argmax(dim=-1) == targets).sum()
+    return loss, correct, logits
+
+
+class RecformerForPretraining(RecformerPreTrainedModel):
+    """Recformer pretraining: MLM on the masked session plus session-to-next-item contrast, two encoder passes."""
+
+    _tied_weights_keys = {
+        "lm_head.decoder.weight": "recformer.embeddings.word_embeddings.weight",
+        "lm_head.decoder.bias": "lm_head.bias",
+    }
+
+    def __init__(self, config: RecformerConfig) -> None:
+        super().__init__(config)
+        self.recformer = RecformerModel(config)
+        self.lm_head = LongformerLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        item_position_ids: torch.Tensor,
+        mlm_labels: torch.Tensor | None = None,
+        next_input_ids: torch.Tensor | None = None,
+        next_attention_mask: torch.Tensor | None = None,
+        next_token_type_ids: torch.Tensor | None = None,
+        next_item_position_ids: torch.Tensor | None = None,
+        item_ids: torch.Tensor | None = None,
+    ) -> RecformerPretrainingOutput:
+        """Masked session inputs and MLM labels ``(B, L)``, next-item inputs ``(B, L')``, next-item ids ``(B,)``.
+
+        A loss is computed for each part whose inputs are given; ``loss`` is their weighted sum.
+        """
+        session = self.recformer(input_ids, attention_mask, token_type_ids, item_position_ids)
+        output = RecformerPretrainingOutput(session_embeddings=session.pooler_output)
+        losses = []
+
+        if mlm_labels is not None:
+            labelled = mlm_labels != IGNORE_INDEX  # (B, L)
+            output.mlm_logits = self.lm_head(session.last_hidden_state[labelled])  # (M, D) -> (M, V)
+            targets = mlm_labels[labelled]  # (M,)
+            if targets.numel() > 0:
+                output.mlm_loss = F.cross_entropy(output.mlm_logits, targets)
+            else:  # nothing masked in this batch: a zero that keeps the graph
+                output.mlm_loss = output.mlm_logits.sum() * 0.0
+            losses.append(self.config.mlm_weight * output.mlm_loss)
+
+        if next_input_ids is not None:
+            nxt = self.recformer(next_input_ids, next_attention_mask, next_token_type_ids, next_item_position_ids)
+            output.item_embeddings = nxt.pooler_output
+            output.item_cl_loss, output.cl_correct, _ = item_contrastive_loss(
+                session.pooler_output, nxt.pooler_output, self.config.temperature, item_ids
+            )
+            losses.append(self.config.item_cl_weight * output.item_cl_loss)
+
+        if losses:
+            output.loss = torch.stack(losses).sum()
+        return output
+
+
+class RecformerForSeqRec(RecformerPreTrainedModel):
+    """Next-item ranking: cosine between the session and every item of a fixed table, over the temperature.
+
+    The table is a non-persistent buffer set by :meth:`set_item_embeddings`: it is derived from the
+    encoder weights and the catalogue, so it is recomputed after loading or updating the encoder
+    rather than saved with the checkpoint, where it could go stale. It gets no gradient.
+    """
+
+    def __init__(self, config: RecformerConfig) -> None:
+        super().__init__(config)
+        self.recformer = RecformerModel(config)
+        self.register_buffer("item_embeddings", None, persistent=False)
+        self.post_init()
+
+    def set_item_embeddings(self, table: torch.Tensor) -> None:
+        """Store the ``(N, D)`` item table, L2-normalised, on the model's device; row ``i`` is item index ``i``."""
+        if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
+            raise ValueError(
+                f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
+            )
+        weight = self.recformer.embeddings.word_embeddings.weight
+        self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
+
+    @staticmethod
+    def sample_negatives(
+        labels: torch.Tensor, num_items: int, num_negatives: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``(B, K)`` item indices drawn uniformly (with replacement) from all items except each row's positive."""
+        if num_items < 2:
+            raise ValueError(f"sampling negatives needs at least 2 items, got {num_items}")
+        draws = torch.randint(
+            0, num_items - 1, (labels.shape[0], num_negatives), device=labels.device, generator=generator
+        )  # (B, K) in [0, N - 1)
+        return draws + (draws >= labels.unsqueeze(1)).long()  # shift past the positive: [0, N) without labels
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        item_position_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        num_negatives: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RecformerSeqRecOutput:
+        """Scores over all items (full softmax loss if ``labels``), or over [positive, ``num_negatives`` sampled]."""
+        if self.item_embeddings is None:
+            raise RuntimeError("no item table: call set_item_embeddings(table) before forward")
+        sessions = F.normalize(
+            self.recformer(input_ids, attention_mask, token_type_ids, item_position_ids).pooler_output, dim=-1
+        )  # (B, D)
+        temperature = self.config.temperature
+        if num_negatives is None:
+            scores = sessions @ self.item_embeddings.T / temperature  # (B, D) x (D, N) -> (B, N)
+            loss = F.cross_entropy(scores, labels) if labels is not None else None
+            return RecformerSeqRecOutput(loss=loss, scores=scores, session_embeddings=sessions)
+        if labels is None:
+            raise ValueError("num_negatives needs labels: negatives are drawn around each positive")
+        negatives = self.sample_negatives(labels, self.item_embeddings.shape[0], num_negatives, generator)
+        candidates = torch.cat([labels.unsqueeze(1), negatives], dim=1)  # (B, 1 + K), positive first
+        candidate_embeddings = self.item_embeddings[candidates]  # (B, 1 + K, D)
+        scores = torch.einsum("bd,bkd->bk", sessions, candidate_embeddings) / temperature  # -> (B, 1 + K)
+        loss = F.cross_entropy(scores, torch.zeros_like(labels))
+        return RecformerSeqRecOutput(loss=loss, scores=scores, session_embeddings=sessions)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "RecformerEmbeddings",
+    "RecformerForPretraining",
+    "RecformerForSeqRec",
+    "RecformerModel",
+    "RecformerModelOutput",
+    "RecformerPreTrainedModel",
+    "RecformerPretrainingOutput",
+    "RecformerSeqRecOutput",
+    "gather_across_ranks",
+    "item_contrastive_loss",
+]

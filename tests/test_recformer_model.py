@@ -1,0 +1,381 @@
+"""Recformer config, encoder and heads on tiny configs (hidden 32, 2 layers, window 4): shapes, padding,
+losses against hand computations, training steps, strict save/load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+from recformer_m2.models import (
+    RecformerConfig,
+    RecformerForPretraining,
+    RecformerForSeqRec,
+    RecformerModel,
+    SessionCollator,
+    item_contrastive_loss,
+)
+from recformer_m2.models import modeling_recformer
+from tests.test_collator import build_tiny_tokenizer, tiny_config
+
+ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids", "item_position_ids")
+
+ITEMS = [
+    [("title", "anker powerline usbc kabel"), ("brand", "anker"), ("color", "schwarz")],
+    [("title", "samsung galaxy handy hülle"), ("brand", "samsung")],
+    [("title", "iphone lade kabel"), ("color", "weiss")],
+    [("title", "wireless charger stand"), ("brand", "anker")],
+    [("title", "phone case blue")],
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+def make_model(cls, seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    return cls(tiny_config(**overrides)).eval()
+
+
+def encoder_inputs(batch: dict) -> dict:
+    return {key: batch[key] for key in ENCODER_KEYS}
+
+
+def pretraining_batch(tokenizer, **config_overrides) -> dict:
+    collator = SessionCollator(tokenizer, tiny_config(**config_overrides), mlm_probability=0.3, rng=0)
+    examples = [
+        {"items": [ITEMS[0], ITEMS[1]], "next_item": ITEMS[2], "next_item_id": 2},
+        {"items": [ITEMS[3]], "next_item": ITEMS[4], "next_item_id": 4},
+        {"items": [ITEMS[2], ITEMS[0], ITEMS[3]], "next_item": ITEMS[1], "next_item_id": 1},
+    ]
+    return collator(examples)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": 30, "num_attention_heads": 4}, r"hidden size \(30\) is not a multiple .* heads \(4\)"),
+        ({"attention_window": 3}, r"even and positive, got \[3\]"),
+        ({"attention_window": [4, 0]}, r"even and positive, got \[0\]"),
+        ({"attention_window": [4, 4, 4]}, r"3 entries .* num_hidden_layers is 2"),
+        ({"pooler_type": "max"}, r"pooler_type .* got 'max'"),
+        ({"temperature": 0.0}, r"temperature must be positive, got 0.0"),
+        ({"max_token_num": 128}, r"max_position_embeddings \(64\) is smaller than max_token_num \(128\)"),
+        ({"max_item_embeddings": 1}, r"max_item_embeddings must be at least 2"),
+        ({"token_type_size": 2}, r"token_type_size \(2\)"),
+        ({"mlm_weight": -1.0}, r"mlm_weight=-1.0"),
+    ],
+)
+def test_config_validation_names_the_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def test_config_fields_are_type_checked():
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+
+    with pytest.raises(StrictDataclassFieldValidationError, match="max_attr_num"):
+        tiny_config(max_attr_num=2.5)
+
+
+def test_config_round_trip_and_auto_registration(tmp_path):
+    config = tiny_config(pooler_type="mean", temperature=0.1)
+    assert config.attention_window == [4, 4]
+    config.save_pretrained(tmp_path)
+    loaded = RecformerConfig.from_pretrained(tmp_path, local_files_only=True)
+    assert (loaded.pooler_type, loaded.temperature, loaded.max_item_embeddings) == ("mean", 0.1, 8)
+    torch.manual_seed(0)
+    RecformerModel(config).save_pretrained(tmp_path)
+    assert isinstance(AutoModel.from_pretrained(tmp_path, local_files_only=True), RecformerModel)
+
+
+def test_output_shapes(tokenizer):
+    batch = pretraining_batch(tokenizer)
+    B, L = batch["input_ids"].shape
+    encoder = make_model(RecformerModel)
+    out = encoder(**encoder_inputs(batch), output_hidden_states=True)
+    assert out.last_hidden_state.shape == (B, L, 32) and out.pooler_output.shape == (B, 32)
+    assert len(out.hidden_states) == 3 and all(h.shape == (B, L, 32) for h in out.hidden_states)
+
+    pre = make_model(RecformerForPretraining)(**batch)
+    num_masked = int((batch["mlm_labels"] != -100).sum())
+    assert pre.mlm_logits.shape == (num_masked, 64)
+    assert pre.session_embeddings.shape == pre.item_embeddings.shape == (B, 32)
+    assert pre.loss.ndim == 0 and 0 <= int(pre.cl_correct) <= B
+
+    seqrec = make_model(RecformerForSeqRec)
+    seqrec.set_item_embeddings(torch.randn(7, 32))
+    scores = seqrec(**encoder_inputs(batch), labels=torch.tensor([0, 3, 6])).scores
+    assert scores.shape == (B, 7)
+    sampled = seqrec(**encoder_inputs(batch), labels=torch.tensor([0, 3, 6]), num_negatives=4).scores
+    assert sampled.shape == (B, 5)
+
+
+@pytest.mark.parametrize("window", [4, [4, 6]])
+def test_pads_to_the_attention_window_and_unpads(tokenizer, window):
+    model = make_model(RecformerModel, attention_window=window)
+    batch = {
+        "input_ids": torch.tensor([[3, 6, 7, 8, 9]]),
+        "attention_mask": torch.ones(1, 5, dtype=torch.long),
+        "token_type_ids": torch.tensor([[0, 1, 2, 2, 2]]),
+        "item_position_ids": torch.tensor([[0, 1, 1, 1, 1]]),
+    }
+    out = model(**batch, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (1, 5, 32)
+    assert all(h.shape == (1, 5, 32) for h in out.hidden_states)
+    assert model.pad_multiple == (4 if window == 4 else 12)  # lcm, so every layer's window divides the length
+
+
+@pytest.mark.parametrize("pooler_type", ["cls", "mean"])
+def test_padding_invariance(tokenizer, pooler_type):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    model = make_model(RecformerModel, pooler_type=pooler_type)
+    short = [ITEMS[4]]
+    alone = collator([{"items": short}])
+    batched = collator([{"items": short}, {"items": ITEMS[:4]}])
+    assert batched["input_ids"].shape[1] > alone["input_ids"].shape[1] + 4  # padded past one more window
+    with torch.no_grad():
+        single = model(**alone).pooler_output[0]
+        in_batch = model(**batched).pooler_output[0]
+    torch.testing.assert_close(single, in_batch, atol=1e-5, rtol=0)
+
+
+def test_session_and_item_encoders_agree_on_one_item_session(tokenizer):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    examples = [{"items": [item], "next_item": item, "next_item_id": i} for i, item in enumerate(ITEMS)]
+    with torch.no_grad():
+        out = make_model(RecformerForPretraining)(**collator(examples))
+    torch.testing.assert_close(out.session_embeddings, out.item_embeddings, atol=1e-6, rtol=0)
+    assert int(out.cl_correct) == len(ITEMS)
+
+
+def test_mlm_loss_ignores_unlabelled_positions(tokenizer):
+    batch = pretraining_batch(tokenizer)
+    model = make_model(RecformerForPretraining)
+    labels = batch["mlm_labels"]
+    assert (labels != -100).sum() > 0 and (labels == -100).sum() > 0
+    with torch.no_grad():
+        out = model(**{k: v for k, v in batch.items() if not k.startswith("next_")})
+        hidden = model.recformer(**encoder_inputs(batch)).last_hidden_state
+        full_logits = model.lm_head(hidden)  # (B, L, V)
+    expected = F.cross_entropy(full_logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    torch.testing.assert_close(out.mlm_loss, expected)
+    assert out.item_cl_loss is None
+    torch.testing.assert_close(out.loss, model.config.mlm_weight * expected)
+
+    # No labelled position: a zero loss that still backpropagates, not NaN.
+    empty = model(**{**encoder_inputs(batch), "mlm_labels": torch.full_like(labels, -100)})
+    assert empty.mlm_loss.item() == 0.0 and empty.mlm_loss.requires_grad
+
+
+def test_contrastive_loss_masks_in_batch_duplicates():
+    torch.manual_seed(0)
+    sessions, items = torch.randn(4, 8), torch.randn(4, 8)
+    item_ids = torch.tensor([5, 9, 5, 7])  # rows 0 and 2 share their next item
+    loss, correct, logits = item_contrastive_loss(sessions, items, 0.05, item_ids)
+
+    cos = F.normalize(sessions, dim=-1) @ F.normalize(items, dim=-1).T / 0.05
+    cos[0, 2] = cos[2, 0] = float("-inf")  # the same item is not a negative of its own positive
+    torch.testing.assert_close(logits, cos)
+    torch.testing.assert_close(loss, F.cross_entropy(cos, torch.arange(4)))
+    assert int(correct) == int((cos.argmax(-1) == torch.arange(4)).sum())
+
+    unmasked, _, _ = item_contrastive_loss(sessions, items, 0.05)
+    assert not torch.isclose(loss, unmasked)
+
+
+def test_contrastive_candidates_gathered_across_ranks(monkeypatch):
+    """Simulated rank 1 of 2: candidates are [rank 0's rows, own rows], gradient reaches own rows only."""
+    other_items, other_ids = torch.randn(2, 8), torch.tensor([3, 9])
+    fake_dist = modeling_recformer.dist
+    monkeypatch.setattr(fake_dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(fake_dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(fake_dist, "get_rank", lambda: 1)
+
+    def all_gather(parts, tensor):
+        parts[0].copy_(other_ids if tensor.dtype == torch.long else other_items)
+        parts[1].copy_(tensor)
+
+    monkeypatch.setattr(fake_dist, "all_gather", all_gather)
+    sessions = torch.randn(2, 8)
+    items = torch.randn(2, 8, requires_grad=True)
+    loss, _, logits = item_contrastive_loss(sessions, items, 0.1, torch.tensor([9, 4]))
+    assert logits.shape == (2, 4)
+    assert logits[0, 1] == float("-inf")  # rank 0's item 9 duplicates row 0's positive
+    candidates = F.normalize(torch.cat([other_items, items.detach()]), dim=-1)
+    expected = F.normalize(sessions, dim=-1) @ candidates.T / 0.1
+    expected[0, 1] = float("-inf")
+    torch.testing.assert_close(loss, F.cross_entropy(expected, torch.tensor([2, 3])))
+    loss.backward()
+    assert items.grad is not None and items.grad.abs().sum() > 0
+
+
+def test_seqrec_full_softmax_matches_hand_computation(tokenizer):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    batch = collator([{"items": ITEMS[:2], "label": 3}, {"items": [ITEMS[4]], "label": 0}])
+    model = make_model(RecformerForSeqRec)
+    torch.manual_seed(1)
+    table = torch.randn(6, 32)
+    model.set_item_embeddings(table)
+    with torch.no_grad():
+        out = model(**batch)
+        sessions = model.recformer(**encoder_inputs(batch)).pooler_output
+    scores = F.cosine_similarity(sessions[:, None, :], table[None, :, :], dim=-1) / 0.05  # (B, N)
+    torch.testing.assert_close(out.scores, scores, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(out.loss, F.cross_entropy(scores, batch["labels"]), atol=1e-5, rtol=1e-5)
+
+
+def test_sampled_negatives_never_include_the_positive(tokenizer):
+    labels = torch.tensor([0, 1, 2, 2, 0])
+    generator = torch.Generator().manual_seed(0)
+    negatives = RecformerForSeqRec.sample_negatives(labels, 3, 200, generator)
+    assert negatives.shape == (5, 200)
+    assert not (negatives == labels[:, None]).any()
+    assert negatives.min() >= 0 and negatives.max() <= 2
+    for row, label in enumerate(labels.tolist()):  # every other item is reachable
+        assert set(negatives[row].tolist()) == {0, 1, 2} - {label}
+
+    model = make_model(RecformerForSeqRec)
+    model.set_item_embeddings(torch.randn(3, 32))
+    batch = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)([{"items": [item]} for item in ITEMS])
+    with torch.no_grad():
+        out = model(**batch, labels=labels, num_negatives=4, generator=torch.Generator().manual_seed(1))
+        sessions = F.normalize(model.recformer(**batch).pooler_output, dim=-1)
+    negatives = RecformerForSeqRec.sample_negatives(labels, 3, 4, torch.Generator().manual_seed(1))
+    candidates = torch.cat([labels[:, None], negatives], dim=1)  # positive first
+    expected = (sessions[:, None, :] * model.item_embeddings[candidates]).sum(-1) / 0.05
+    torch.testing.assert_close(out.scores, expected, atol=1e-5, rtol=1e-5)
+    zeros = torch.zeros(5, dtype=torch.long)
+    torch.testing.assert_close(out.loss, F.cross_entropy(expected, zeros), atol=1e-5, rtol=1e-5)
+
+
+def _train(model, batch: dict, steps: int = 5) -> tuple[float, float]:
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        final = model(**batch).loss.item()
+    return losses[0], final
+
+
+def test_training_steps_reduce_pretraining_loss(tokenizer):
+    batch = pretraining_batch(tokenizer)
+    first, final = _train(make_model(RecformerForPretraining), batch)
+    assert final < first
+
+
+def test_training_steps_reduce_seqrec_loss(tokenizer):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    batch = collator([{"items": ITEMS[:i], "label": i} for i in range(1, 5)])
+    model = make_model(RecformerForSeqRec)
+    with torch.no_grad():
+        model.set_item_embeddings(model.recformer(**collator.collate_items(ITEMS)).pooler_output)
+    first, final = _train(model, batch)
+    assert final < first
+
+
+def test_save_and_load_round_trip(tokenizer, tmp_path):
+    batch = pretraining_batch(tokenizer)
+    model = make_model(RecformerForPretraining, seed=3)
+    model.save_pretrained(tmp_path / "pre")
+    loaded = RecformerForPretraining.from_pretrained_strict(tmp_path / "pre").eval()
+    assert loaded.lm_head.decoder.weight is loaded.recformer.embeddings.word_embeddings.weight  # still tied
+    with torch.no_grad():
+        a, b = model(**batch), loaded(**batch)
+    for name in ("loss", "mlm_logits", "session_embeddings", "item_embeddings"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+    seqrec = make_model(RecformerForSeqRec, seed=4)
+    table = torch.randn(5, 32)
+    seqrec.set_item_embeddings(table)
+    seqrec.save_pretrained(tmp_path / "seqrec")
+    reloaded = RecformerForSeqRec.from_pretrained_strict(tmp_path / "seqrec").eval()
+    assert reloaded.item_embeddings is None  # the table is derived data, not saved
+    reloaded.set_item_embeddings(table)
+    with torch.no_grad():
+        assert torch.equal(seqrec(**encoder_inputs(batch)).scores, reloaded(**encoder_inputs(batch)).scores)
+
+
+def test_loading_seqrec_from_pretraining_folder_must_name_the_lm_head(tmp_path):
+    make_model(RecformerForPretraining).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"unused by RecformerForSeqRec: \['lm_head\.bias', 'lm_head\.dense\.bias'"):
+        RecformerForSeqRec.from_pretrained_strict(tmp_path)
+    model = RecformerForSeqRec.from_pretrained_strict(tmp_path, allow_unexpected=["lm_head"])
+    assert isinstance(model, RecformerForSeqRec)
+
+    # The other way round the LM head is new, and must be named as such.
+    RecformerModel(tiny_config()).save_pretrained(tmp_path / "encoder")
+    with pytest.raises(ValueError, match=r"missing from the checkpoint .*'lm_head\.dense\.weight'"):
+        RecformerForPretraining.from_pretrained_strict(tmp_path / "encoder")
+    RecformerForPretraining.from_pretrained_strict(tmp_path / "encoder", allow_missing=["lm_head"])
+
+
+def test_missing_weight_raises_naming_it(tmp_path):
+    make_model(RecformerForSeqRec).save_pretrained(tmp_path)
+    weights_file = Path(tmp_path) / "model.safetensors"
+    weights = load_file(weights_file)
+    dropped = "recformer.embeddings.item_position_embeddings.weight"
+    del weights[dropped]
+    save_file(weights, weights_file, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"missing from the checkpoint .*'{dropped}'"):
+        RecformerForSeqRec.from_pretrained_strict(tmp_path)
+
+
+def test_seqrec_without_item_table_says_what_to_do(tokenizer):
+    batch = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)([{"items": [ITEMS[0]]}])
+    with pytest.raises(RuntimeError, match="set_item_embeddings"):
+        make_model(RecformerForSeqRec)(**batch)
+    with pytest.raises(ValueError, match=r"shape \(num_items, 32\), got \(4, 16\)"):
+        make_model(RecformerForSeqRec).set_item_embeddings(torch.zeros(4, 16))
+
+
+def test_encoder_matches_transformers_longformer_with_global_cls(tokenizer):
+    """With item-position embeddings at zero and the same weights, RecformerModel is LongformerModel
+    with global attention on CLS: checks the attention-mask convention and the window padding."""
+    from transformers import LongformerConfig, LongformerModel
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    reference = LongformerModel(
+        LongformerConfig(
+            vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            attention_window=4, max_position_embeddings=66, type_vocab_size=4, pad_token_id=0,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        ),
+        add_pooling_layer=False,
+    ).eval()
+    model = RecformerModel(config).eval()
+    model.encoder.load_state_dict(reference.encoder.state_dict())
+    ours, theirs = model.embeddings, reference.embeddings
+    with torch.no_grad():
+        ours.word_embeddings.weight.copy_(theirs.word_embeddings.weight)
+        ours.token_type_embeddings.weight.copy_(theirs.token_type_embeddings.weight)
+        # RoBERTa-style positions start at pad_token_id + 1 (= 1 here); ours start at 0.
+        ours.position_embeddings.weight.copy_(theirs.position_embeddings.weight[1:65])
+        ours.item_position_embeddings.weight.zero_()
+        ours.LayerNorm.load_state_dict(theirs.LayerNorm.state_dict())
+
+    batch = SessionCollator(tokenizer, config, mlm_probability=0.0)([{"items": [ITEMS[4]]}, {"items": ITEMS[:3]}])
+    global_cls = torch.zeros_like(batch["input_ids"])
+    global_cls[:, 0] = 1
+    with torch.no_grad():
+        expected = reference(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], global_attention_mask=global_cls,
+            token_type_ids=batch["token_type_ids"],
+        ).last_hidden_state
+        got = model(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=1e-5)
