@@ -13,6 +13,7 @@ setup(
         "transformers>=5.0",
         "sentencepiece>=0.2",
         "sacrebleu>=2.4",
+        "faiss-cpu>=1.8",
         "numpy>=1.26",
         "scipy>=1.11",
         "pandas>=2.1",
@@ -21,6 +22,7 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
+        "gpu": ["faiss-gpu-cu12>=1.8"],
         "test": ["pytest>=8"],
     },
     entry_points={"console_scripts": ["recformer-m2=recformer_m2.cli:main"]},

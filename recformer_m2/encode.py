@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES, TOP_K
 from .data.m2 import Catalog, Sessions
+from .index import IndexConfig, ItemIndex
 from .models import Item, RecformerModel, SessionCollator
 
 logger = logging.getLogger(__name__)
@@ -114,26 +115,15 @@ class RecformerEncoder:
 
 def retrieve(
     encoder: RecformerEncoder, catalog: Catalog, sessions: Sessions, k: int = TOP_K, progress: bool = False,
-    chunk: int = 1024,
+    index_config: IndexConfig | None = None,
 ) -> np.ndarray:
     """Top-k item codes per session by cosine similarity among the products of the session's locale,
-    never an item of the session. Exact search: scores every candidate."""
-    out = np.full((len(sessions), k), -1, dtype=np.int32)
-    texts = session_items(catalog, sessions)
-    for loc in np.unique(sessions.locale):
-        members = np.flatnonzero(sessions.locale == loc)
-        codes = catalog.locale_codes(int(loc))
-        items = torch.from_numpy(encoder.encode_items(catalog_items(catalog, catalog.rows(codes, int(loc))), progress=progress))
-        queries = torch.from_numpy(encoder.encode_sessions([texts[i] for i in members], progress=progress))
-        position = {int(c): j for j, c in enumerate(codes)}
-        for start in range(0, len(members), chunk):
-            rows = members[start:start + chunk]
-            scores = queries[start:start + chunk] @ items.T  # (b, D) x (D, N) -> (b, N)
-            for r_local, r in enumerate(rows):
-                seen = [position[int(c)] for c in sessions[r] if int(c) in position]
-                scores[r_local, seen] = -torch.inf
-            top = torch.topk(scores, min(k, len(codes)), dim=1)
-            valid = torch.isfinite(top.values).numpy()
-            picked = np.where(valid, codes[top.indices.numpy()], -1)
-            out[rows, :picked.shape[1]] = picked
-    return out
+    never an item of the session (exact search unless ``index_config`` asks for an approximate index)."""
+    locales = np.unique(sessions.locale)
+    codes = np.concatenate([catalog.locale_codes(int(loc)) for loc in locales])
+    item_locales = np.concatenate([np.full(len(catalog.locale_codes(int(loc))), loc) for loc in locales])
+    items = encoder.encode_items(catalog_items(catalog, catalog.rows(codes, item_locales)), progress=progress)
+    index = ItemIndex(index_config).build(items, codes, item_locales)
+    queries = encoder.encode_sessions(session_items(catalog, sessions), progress=progress)
+    ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
+    return ranked
