@@ -18,6 +18,7 @@ _LAZY = {
     "RecformerForSeqRec": "recformer_m2.models",
     "SessionCollator": "recformer_m2.models",
     "RecformerEncoder": "recformer_m2.encode",
+    "Recommender": "recformer_m2.recommender",
 }
 
 __all__ = sorted(_LAZY)

@@ -212,9 +212,11 @@ class Catalog:
     shares one code and has one row per locale, each with that locale's text.
     """
 
-    def __init__(self, table: pd.DataFrame, source: str = ""):
+    def __init__(self, table: pd.DataFrame, source: str = "", digest: str = ""):
         self.table = table.reset_index(drop=True)
         self.source = source
+        self.digest = digest
+        """Digest of the product file's bytes: names this catalog's content in cache keys."""
         self.ids: np.ndarray = np.asarray(pd.unique(self.table["id"]).astype(object))
         self.ids.sort()
         self._id_index = pd.Index(self.ids)
@@ -421,7 +423,7 @@ class M2Data:
         path = self._products_path
         table = _cached(self.cache_dir, self._key(path, with_products=False), lambda: read_products(path, self.on_bad_rows))
         logger.info("%s: %d product rows", path, table.num_rows)
-        return Catalog(table.to_pandas(), source=str(path))
+        return Catalog(table.to_pandas(), source=str(path), digest=self._products_digest)
 
     def _load_sessions(self, stem: str, has_target: bool, drop_unusable: bool) -> Sessions:
         if stem not in self._sessions:

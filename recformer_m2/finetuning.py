@@ -1,0 +1,270 @@
+"""Two-stage Recformer finetuning for next-item prediction (Li et al. 2023, section 3.4).
+
+Stage 1: before each epoch every candidate item is re-encoded with the current encoder into a frozen
+item table; the session encoder then trains against it (full-softmax cross-entropy over the table).
+Stage 2: the table of the best stage-1 epoch stays frozen and the encoder keeps training.
+One loop serves both stages; early stopping watches validation MRR@100 (a split carved from the
+training sessions, never the test ground truth); the best encoder lands in ``OUT/best`` with its item
+table; ``OUT/checkpoints/last.pt`` is rewritten atomically after every epoch so a crashed run resumes
+from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import load_config, save_config
+from .constants import LOCALES, TASK_LOCALES, TOP_K
+from .data import Catalog, M2Data, Sessions, validation_split
+from .encode import RecformerEncoder, catalog_items, session_items
+from .index import ItemIndex
+from .metrics import rank_metrics
+from .models import RecformerForSeqRec, RecformerModel
+
+logger = logging.getLogger(__name__)
+
+TABLE_FILE = "item_table.npy"
+TABLE_KEYS_FILE = "item_table.parquet"
+STAGE1_BEST = "stage1_best.pt"
+
+
+@dataclass
+class FinetuneConfig:
+    """Finetuning settings. Override order: command line > ``--config`` JSON file > these defaults."""
+
+    task: int = 2
+    """Amazon-M2 task whose locales are trained on: 2 = ES/FR/IT, 1 = UK/DE/JP."""
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    stage1_epochs: int = 4
+    stage2_epochs: int = 2
+    patience: int = 2
+    """Epochs without a better validation MRR@100 before a stage stops."""
+    valid_fraction: float = 0.1
+    max_valid_per_locale: int = 500
+    split_seed: int = 0
+    seed: int = 0
+    num_negatives: int | None = None
+    """None: full softmax over the item table; else this many sampled negatives (never the positive)."""
+    max_grad_norm: float = 1.0
+    encode_batch_size: int = 128
+    lora: bool = False
+    """Train LoRA adapters on the attention projections instead of all weights (peft); merged into ``best``."""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    scratch_config: str = "pretrain/configs/small.json"
+    """Model size (a pretraining config file) when finetuning starts from scratch (PRETRAINED = none)."""
+    device: str = "auto"
+
+
+@dataclass
+class FinetuneData:
+    """The item table's rows and the labelled sessions of the task's locales."""
+
+    codes: np.ndarray  # (N,) item code of each table row
+    locales: np.ndarray  # (N,) locale index of each table row
+    items: list  # (N,) attribute sentences
+    train: Sessions
+    train_labels: np.ndarray  # (n,) table row of each training session's target
+    valid: Sessions
+    valid_targets: np.ndarray  # (m,) target codes
+
+
+def prepare_data(data: M2Data, config: FinetuneConfig) -> FinetuneData:
+    catalog = data.catalog
+    locales = TASK_LOCALES[config.task]
+    codes = np.concatenate([catalog.locale_codes(loc) for loc in locales])
+    item_locales = np.concatenate([np.full(len(catalog.locale_codes(loc)), LOCALES.index(loc)) for loc in locales])
+    rows = catalog.rows(codes, item_locales)
+    position = np.full((len(LOCALES), catalog.num_ids), -1, dtype=np.int64)
+    position[item_locales, codes] = np.arange(len(codes))
+    sessions = data.train.select(data.train.in_locales(locales))
+    fit_idx, valid_idx = validation_split(sessions, config.valid_fraction, config.split_seed, config.max_valid_per_locale)
+    train, valid = sessions.select(fit_idx), sessions.select(valid_idx)
+    labels = position[train.locale, train.next_item]
+    usable = labels >= 0
+    if not usable.all():
+        logger.warning("%d training session(s) skipped: their target has no product row in the locale", (~usable).sum())
+    logger.info("finetuning on %d sessions, validating on %d, %d candidate items", usable.sum(), len(valid), len(codes))
+    return FinetuneData(codes, item_locales, catalog_items(catalog, rows), train.select(usable), labels[usable],
+                        valid, valid.next_item)
+
+
+def _device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, out: Path):
+    """The model to finetune and its tokenizer: from a pretraining ``final`` folder, or from scratch for ``none``."""
+    from .tokenizer import load_tokenizer, train_tokenizer
+
+    if str(pretrained).lower() == "none":
+        from .pretraining import PretrainConfig, model_config
+
+        scratch = load_config(PretrainConfig, config.scratch_config)
+        catalog = data.catalog
+        tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), out / "tokenizer",
+                                    vocab_size=scratch.vocab_size, seed=config.seed)
+        torch.manual_seed(config.seed)
+        return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
+    model = RecformerForSeqRec.from_pretrained_strict(pretrained, allow_unexpected=("lm_head",))
+    return model, load_tokenizer(pretrained)
+
+
+def _add_lora(model: RecformerForSeqRec, config: FinetuneConfig) -> RecformerForSeqRec:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=["query", "key", "value", "query_global", "key_global", "value_global"])
+    model.recformer = get_peft_model(model.recformer, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("LoRA: %d trainable parameters of %d", trainable, sum(p.numel() for p in model.parameters()))
+    return model
+
+
+def _encoder_of(model: RecformerForSeqRec) -> RecformerModel:
+    """The plain encoder (LoRA adapters merged view when peft wraps it)."""
+    inner = model.recformer
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
+def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
+             sessions: Sessions, targets: np.ndarray, k: int = TOP_K) -> dict[str, float]:
+    """MRR/Recall/NDCG@k of retrieval from ``table`` for held-out sessions (their items excluded)."""
+    index = ItemIndex().build(table, data.codes, data.locales)
+    queries = encoder.encode_sessions(session_items(catalog, sessions), batch_size=encoder.batch_size)
+    ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
+    metrics = rank_metrics(ranked, targets, k)
+    return {f"{name}@{k}": float(values.mean()) for name, values in metrics.items()}
+
+
+def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: FinetuneData, catalog: Catalog,
+               config: FinetuneConfig, metrics: dict, folder: Path) -> None:
+    """Write the encoder, tokenizer, item table and metrics to ``folder`` atomically (tmp then rename)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    encoder = _encoder_of(model)
+    if hasattr(model.recformer, "merge_and_unload"):  # LoRA: save merged weights, keep training unmerged
+        import copy
+
+        encoder = copy.deepcopy(model.recformer).merge_and_unload()
+    encoder.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    np.save(tmp / TABLE_FILE, table.astype(np.float16))
+    pd.DataFrame({"id": catalog.ids[data.codes], "locale": [LOCALES[x] for x in data.locales]}).to_parquet(
+        tmp / TABLE_KEYS_FILE, index=False)
+    save_config(config, tmp / "finetune_config.json")
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a broken last.pt
+
+
+def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneData, catalog: Catalog,
+              config: FinetuneConfig, out: Path, state: dict) -> None:
+    """One stage of finetuning (the loop both stages share); ``state`` carries progress across resumes."""
+    device = next(model.parameters()).device
+    encoder = RecformerEncoder(_encoder_of(model), tokenizer, batch_size=config.encode_batch_size)
+    collator = encoder.collator
+    epochs = config.stage1_epochs if stage == 1 else config.stage2_epochs
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    if state.get("optimizer") is not None and state["stage"] == stage:
+        optimizer.load_state_dict(state["optimizer"])
+    if stage == 2:
+        table = torch.load(out / "checkpoints" / STAGE1_BEST, map_location="cpu", weights_only=False)["table"]
+    session_texts = session_items(catalog, data.train)
+    for epoch in range(state["epoch"], epochs):
+        if state["bad_epochs"] >= config.patience:
+            logger.info("stage %d: no better validation MRR@100 for %d epoch(s); stopping", stage, config.patience)
+            break
+        if stage == 1:  # re-encode every candidate with the current encoder: the frozen table of this epoch
+            table = encoder.encode_items(data.items, progress=True)
+            model.train()
+        model.set_item_embeddings(torch.from_numpy(table))
+        generator = torch.Generator().manual_seed(config.seed * 1000 + stage * 100 + epoch)
+        order = torch.randperm(len(data.train), generator=generator).numpy()
+        model.train()
+        losses = []
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"stage {stage} epoch {epoch + 1}/{epochs}")
+        for start in bar:
+            idx = order[start:start + config.batch_size]
+            batch = collator([{"items": session_texts[i], "label": int(data.train_labels[i])} for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**batch, num_negatives=config.num_negatives, generator=None).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        model.eval()
+        metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets)
+        record = {"stage": stage, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.info("stage %d epoch %d: loss %.4f, valid MRR@100 %.4f", stage, epoch + 1, record["train_loss"],
+                    metrics["mrr@100"])
+        improved = metrics["mrr@100"] > state["best"]
+        if improved:
+            state["best"], state["bad_epochs"] = metrics["mrr@100"], 0
+            _save_best(model, tokenizer, table, data, catalog, config, record, out / "best")
+            if stage == 1:  # stage 2 starts from these weights and keeps this table frozen
+                _save_state(out / "checkpoints" / STAGE1_BEST, {"model": model.state_dict(), "table": table})
+        else:
+            state["bad_epochs"] += 1
+        state.update(stage=stage, epoch=epoch + 1, optimizer=optimizer.state_dict(), model=model.state_dict(),
+                     torch_rng=torch.get_rng_state())
+        _save_state(out / "checkpoints" / "last.pt", state)
+
+
+def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | Path, config: FinetuneConfig) -> Path:
+    """Finetune and return ``OUT/best``; restarts from ``OUT/checkpoints/last.pt`` when it exists."""
+    out = Path(out_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "finetune_config.json")
+    data = M2Data(data_dir)
+    fdata = prepare_data(data, config)
+    model, tokenizer = load_seqrec(pretrained, data, config, out)
+    if config.lora:
+        model = _add_lora(model, config)
+    model.to(_device(config.device))
+    last = out / "checkpoints" / "last.pt"
+    state = {"stage": 1, "epoch": 0, "best": -1.0, "bad_epochs": 0, "optimizer": None}
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        torch.set_rng_state(state["torch_rng"])
+        logger.info("resuming from %s: stage %d, %d epoch(s) done", last, state["stage"], state["epoch"])
+    start = time.perf_counter()
+    for stage in (1, 2):
+        if stage < state["stage"]:
+            continue
+        run_stage(stage, model, tokenizer, fdata, data.catalog, config, out, state)
+        if stage == 1:  # stage 2: the best stage-1 weights, a fresh optimizer, patience reset
+            model.load_state_dict(torch.load(last.parent / STAGE1_BEST, map_location="cpu", weights_only=False)["model"])
+            state.update(stage=2, epoch=0, bad_epochs=0, optimizer=None, model=model.state_dict(),
+                         torch_rng=torch.get_rng_state())
+            _save_state(last, state)
+    logger.info("finetuning done in %.0f s; best validation MRR@100 %.4f in %s", time.perf_counter() - start,
+                state["best"], out / "best")
+    return out / "best"

@@ -1,0 +1,115 @@
+"""Two-stage finetuning end to end on tiny data: both stages, exact resume, the embedding cache key, the API."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recformer_m2 import Recommender
+from recformer_m2 import finetuning as ft
+from recformer_m2.data import M2Data
+from recformer_m2.finetuning import FinetuneConfig, run_finetuning
+from recformer_m2.recommender import encode_catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides) -> FinetuneConfig:
+    values = dict(batch_size=8, lr=1e-3, stage1_epochs=2, stage2_epochs=1, patience=5, max_valid_per_locale=8,
+                  encode_batch_size=32, scratch_config=str(ROOT / "pretrain/configs/tiny.json"), device="cpu")
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from recformer_m2.synth import generate
+
+    root = tmp_path_factory.mktemp("ft")
+    generate(root / "data", scale="tiny", seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    best = run_finetuning(tiny_data / "data", "none", out, tiny_config())
+    return out, best
+
+
+def test_both_stages_run_and_best_loads(finished_run, tiny_data):
+    out, best = finished_run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in records] == [(1, 1), (1, 2), (2, 1)]
+    assert all(np.isfinite(r["train_loss"]) and 0 <= r["mrr@100"] <= 1 for r in records)
+    assert json.loads((best / "metrics.json").read_text())["mrr@100"] == max(r["mrr@100"] for r in records)
+    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    test = M2Data(tiny_data / "data").test(2)
+    ranked = rec.recommend_codes(test, k=20, progress=False)
+    assert ranked.shape == (len(test), 20)
+    for row, session in zip(ranked, test.to_lists()):
+        assert not set(row[row >= 0]) & set(session)
+
+
+def test_crash_and_resume_gives_the_same_model(finished_run, tiny_data, tmp_path, monkeypatch):
+    out_full, _ = finished_run
+    out = tmp_path / "crashy"
+    real_save = ft._save_state
+    calls = {"n": 0}
+
+    def crash_after_first_checkpoint(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("simulated kill right after the first epoch's checkpoint")
+
+    monkeypatch.setattr(ft, "_save_state", crash_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetuning(tiny_data / "data", "none", out, tiny_config())
+    monkeypatch.setattr(ft, "_save_state", real_save)
+    run_finetuning(tiny_data / "data", "none", out, tiny_config())
+    full = torch.load(out_full / "checkpoints" / "last.pt", weights_only=False)["model"]
+    resumed = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert full.keys() == resumed.keys()
+    for name in full:
+        torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_item_cache_is_keyed_by_weights_and_catalog(finished_run, tiny_data, tmp_path, monkeypatch):
+    _, best = finished_run
+    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    catalog = rec.catalog
+    codes = catalog.locale_codes("ES")
+    locales = np.full(len(codes), 3)
+    first = np.asarray(encode_catalog(rec.encoder, catalog, codes, locales, tmp_path, progress=False))
+    assert len(list(tmp_path.glob("items-*.npy"))) == 1
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded again although the cache holds these weights and this catalog")
+
+    monkeypatch.setattr(rec.encoder, "encode_items", no_encoding)
+    np.testing.assert_array_equal(np.asarray(encode_catalog(rec.encoder, catalog, codes, locales, tmp_path)), first)
+    monkeypatch.undo()
+    with torch.no_grad():
+        rec.encoder.model.embeddings.word_embeddings.weight.mul_(1.5)  # a changed checkpoint
+    changed = np.asarray(encode_catalog(rec.encoder, catalog, codes, locales, tmp_path, progress=False))
+    assert len(list(tmp_path.glob("items-*.npy"))) == 2
+    assert not np.allclose(changed, first)
+
+
+def test_api_keeps_caller_order_and_takes_attribute_dicts(finished_run, tiny_data):
+    _, best = finished_run
+    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    test = M2Data(tiny_data / "data").test(2)
+    sessions = [{"items": list(rec.catalog.ids[s]), "locale": "ESFRIT"[2 * (loc - 3):2 * (loc - 3) + 2]}
+                for s, loc in zip(test.to_lists()[:6], test.locale[:6])]
+    forward = rec.encode_sessions(sessions)
+    np.testing.assert_allclose(rec.encode_sessions(sessions[::-1])[::-1], forward, atol=1e-5)
+    ids = rec.recommend(sessions, k=10)
+    assert len(ids) == 6 and all(len(x) == 10 and not set(x) & set(s["items"]) for x, s in zip(ids, sessions))
+    cold = [{"title": "Brand-new gadget", "brand": "Nobody"}, {"title": "Another thing", "color": "red"}]
+    assert rec.encode_sessions([cold]).shape == (1, rec.encoder.model.config.hidden_size)
+    with pytest.raises(KeyError, match="not in the catalog for locale ES"):
+        rec.encode_items(["B0NOTREAL0"], locale="ES")
