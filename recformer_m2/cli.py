@@ -33,16 +33,16 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .data import M2Data
-    from .heuristics import RANKING_METHODS, TITLE_METHODS
+    from .methods import ranking_method, title_method
     from .submission import write_submission
 
     data = M2Data(args.data)
     sessions = data.test(args.task)
     locales = [LOCALES[x] for x in sessions.locale]
-    registry = TITLE_METHODS if args.task == 3 else RANKING_METHODS
-    if args.method not in registry:
-        raise SystemExit(f"unknown method {args.method!r} for task {args.task}; choose from {sorted(registry)}")
-    method = registry[args.method]().fit(data.catalog, data.train)
+    try:
+        method = (title_method if args.task == 3 else ranking_method)(args.method, data, args.model)
+    except ValueError as err:
+        raise SystemExit(f"task {args.task}: {err}") from None
     if args.task == 3:
         write_submission(args.out, locales, titles=method.generate(sessions))
     else:

@@ -21,6 +21,7 @@ from .config import save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import M2Data, Sessions, validation_split
 from .heuristics import RANKING_METHODS, TITLE_METHODS, occurrence_counts
+from .methods import ranking_method, title_method
 from .metrics import evaluate_rankings, rank_metrics, title_bleu
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig) -> pd.Data
     tables = []
     for name in config.methods:
         start = time.perf_counter()
-        method = RANKING_METHODS[name]().fit(data.catalog, split.fit)
+        method = ranking_method(name, data, train=split.fit)
         ranked = method.recommend(split.test, k=TOP_K)
         seconds = time.perf_counter() - start
         table = evaluate_rankings(ranked, split.targets, locales, ks=(TOP_K,))
@@ -123,7 +124,7 @@ def run_title_task(data: M2Data, config: PipelineConfig) -> pd.DataFrame:
     split = task_split(data, 3, config)
     tables = []
     for name in config.title_methods:
-        titles = TITLE_METHODS[name]().fit(data.catalog, split.fit).generate(split.test)
+        titles = title_method(name, data, train=split.fit).generate(split.test)
         table = title_bleu(titles, list(split.targets), _locale_names(split.test))
         table.insert(0, "method", name)
         tables.append(table.reset_index())

@@ -49,7 +49,7 @@ def test_predict_task3_last_title(sample_with_truth, tmp_path, capsys):
 
 
 def test_unknown_method_is_refused(sample_with_truth, tmp_path):
-    with pytest.raises(SystemExit, match="unknown method 'nope' for task 1"):
+    with pytest.raises(SystemExit, match="task 1: unknown next-item method 'nope'"):
         main(["predict", "--data", str(sample_with_truth), "--task", "1", "--method", "nope", "--out", str(tmp_path / "x.parquet")])
 
 
