@@ -74,6 +74,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     overrides = {key: getattr(args, key) for key in ("out", "data", "scale", "seed")}
     if args.methods:
         overrides["methods"] = args.methods.split(",")
+    if args.stages is not None:
+        overrides["stages"] = [x for x in args.stages.split(",") if x]
     config = load_config(PipelineConfig, args.config, overrides)
     results = run_pipeline(config)
     for name, table in results.items():
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="data folder (default: generate synthetic data)")
     p.add_argument("--scale", default=None, choices=["tiny", "small", "medium", "full"])
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--methods", default=None, help="comma-separated next-item methods")
+    p.add_argument("--methods", default=None, help="comma-separated next-item heuristics")
+    p.add_argument("--stages", default=None, help="comma-separated trained stages ('' for heuristics only)")
     p.set_defaults(func=cmd_pipeline)
     return parser
 

@@ -49,6 +49,12 @@ class PipelineConfig:
     """Cap on held-out sessions per locale (keeps evaluation of the real data quick)."""
     cold_threshold: int = 3
     """A target seen fewer times than this in its locale's training sessions counts as cold."""
+    stages: list[str] = field(default_factory=lambda: ["recformer"])
+    """Trained stages beside the heuristics: ``recformer`` (pretrain, zero-shot, finetune)."""
+    pretrain_config: str = "pretrain/configs/small.json"
+    """Pretraining config of the ``recformer`` stage (paths relative to the repository root)."""
+    finetune_config: str = "finetune/configs/small.json"
+    """Finetuning config of the ``recformer`` stage."""
 
 
 @dataclass
@@ -93,16 +99,22 @@ def _locale_names(sessions: Sessions) -> list[str]:
     return [LOCALES[x] for x in sessions.locale]
 
 
-def run_ranking_task(data: M2Data, task: int, config: PipelineConfig) -> pd.DataFrame:
-    """Fit and score every ranking method on one task; rows (method, locale) incl. a cold-item slice."""
+def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
+                     models: dict[str, tuple[str, Path]] | None = None) -> pd.DataFrame:
+    """Fit and score every ranking method on one task; rows (method, locale) incl. a cold-item slice.
+
+    ``models`` adds trained methods: row label -> (method name, model folder).
+    """
     split = task_split(data, task, config)
     logger.info("task %d: %d sessions scored (%s), fitted on %d", task, len(split.test), split.source, len(split.fit))
     cold = cold_mask(split, data.catalog.num_ids, config.cold_threshold)
     locales = _locale_names(split.test)
     tables = []
-    for name in config.methods:
+    entries = [(name, name, None) for name in config.methods]
+    entries += [(label, method, folder) for label, (method, folder) in (models or {}).items()]
+    for name, method_name, folder in entries:
         start = time.perf_counter()
-        method = ranking_method(name, data, train=split.fit)
+        method = ranking_method(method_name, data, model=folder, train=split.fit)
         ranked = method.recommend(split.test, k=TOP_K)
         seconds = time.perf_counter() - start
         table = evaluate_rankings(ranked, split.targets, locales, ks=(TOP_K,))
@@ -171,9 +183,16 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     save_config(config, out / "config.json")
     folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
     data = M2Data(folder)
+    models: dict[int, dict[str, tuple[str, Path]]] = {1: {}, 2: {}}
+    if config.stages and not all(data.has_truth(t) for t in (1, 2)):
+        logger.warning("%s has no ground truth for tasks 1 and 2: trained stages %s are skipped (they would "
+                       "need the validation split kept out of their training)", folder, config.stages)
+    elif "recformer" in config.stages:
+        for task, entries in train_recformer(folder, out, config).items():
+            models[task].update(entries)
     results: dict[str, pd.DataFrame] = {}
     for task in (1, 2):
-        results[f"task{task}"] = run_ranking_task(data, task, config)
+        results[f"task{task}"] = run_ranking_task(data, task, config, models[task])
     results["task3"] = run_title_task(data, config)
     for name, table in results.items():
         table.to_csv(out / f"results_{name}.csv", index=False)
@@ -182,6 +201,48 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png", "Task 3: next-title BLEU")
     write_report(out, folder, results)
     return results
+
+
+def repo_path(relative: str) -> Path:
+    """A path of the repository this package runs from (pretrain/, finetune/ configs and scripts)."""
+    path = Path(relative)
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = Path(__file__).resolve().parents[1] / relative
+    if not candidate.exists():
+        raise FileNotFoundError(f"{relative} not found here nor in the repository ({candidate})")
+    return candidate
+
+
+def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int, dict[str, tuple[str, Path]]]:
+    """Pretrain on UK/DE/JP, then finetune on ES/FR/IT from it and from scratch; each step resumes or is
+    skipped when its output exists. Returns the rows to score per task."""
+    import subprocess
+    import sys
+
+    from .config import load_config
+    from .finetuning import FinetuneConfig, run_finetuning
+
+    pretrained = out / "pretrain" / "final"
+    if not pretrained.exists():
+        logger.info("pretraining Recformer (%s) on UK/DE/JP", config.pretrain_config)
+        command = [sys.executable, str(repo_path("pretrain/pretrain.py")), "--data", str(folder), "--out",
+                   str(out / "pretrain"), "--config", str(repo_path(config.pretrain_config)),
+                   "--deepspeed", str(repo_path("pretrain/ds_zero2.json"))]
+        subprocess.run(command, check=True)
+    finetune = load_config(FinetuneConfig, repo_path(config.finetune_config),
+                           {"scratch_config": str(repo_path(config.pretrain_config))})
+    rows = {1: {"recformer (pretrained)": ("recformer", pretrained)},
+            2: {"recformer (zero-shot)": ("recformer", pretrained)}}
+    for label, start, run in (("recformer (supervised)", "none", "finetune-supervised"),
+                              ("recformer (pretrained+ft)", pretrained, "finetune-pretrained")):
+        best = out / run / "best"
+        if not (out / run / "done").exists():
+            logger.info("finetuning %s on ES/FR/IT", label)
+            run_finetuning(folder, start, out / run, finetune)
+            (out / run / "done").touch()
+        rows[2][label] = ("recformer", best)
+    return rows
 
 
 def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:
