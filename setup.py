@@ -13,6 +13,8 @@ setup(
         "transformers>=5.0",
         "sentencepiece>=0.2",
         "sacrebleu>=2.4",
+        "deepspeed>=0.19",
+        "peft>=0.10",
         "faiss-cpu>=1.8",
         "numpy>=1.26",
         "scipy>=1.11",

@@ -8,9 +8,9 @@ Settings: command line > --config JSON file > FinetuneConfig defaults.
 import argparse
 import logging
 
-from recformer_m2.config import load_config
+from recformer_m2.config import add_config_arguments, config_overrides, load_config
 from recformer_m2.finetuning import FinetuneConfig, run_finetuning
-from recformer_m2.pretraining import add_config_arguments, config_overrides
+
 
 
 def main() -> None:

@@ -1,0 +1,288 @@
+"""Pretraining: examples, data order, DeepSpeed config filling, and real runs of pretrain/pretrain.py on tiny
+synthetic data: two CPU ranks under the DeepSpeed launcher (ZeRO-2, gloo), exact resumption after a crash
+(two ranks, and one plain process killed with SIGKILL), and checkpoint conversion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recformer_m2.config import add_config_arguments, config_overrides
+from recformer_m2.constants import LOCALES
+from recformer_m2.data import M2Data
+from recformer_m2.models import RecformerForPretraining
+from recformer_m2.pretraining import (
+    DistEnv,
+    PretrainConfig,
+    PretrainDataset,
+    build_examples,
+    deepspeed_config,
+    epoch_batches,
+    latest_tag,
+)
+from tests.conftest import write_m2_folder
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "pretrain" / "pretrain.py"
+TINY = REPO / "pretrain" / "configs" / "tiny.json"
+DS_JSON = REPO / "pretrain" / "ds_zero2.json"
+RUN_TIMEOUT = 600
+
+
+# --------------------------------------------------------------------------------------------------
+# Examples, data order, configuration
+# --------------------------------------------------------------------------------------------------
+
+
+def test_build_examples_pairs_prefix_and_next_item(tmp_path, cache_dir):
+    products = [
+        ("A", "UK", "alpha"), ("B", "UK", "beta"), ("C", "UK", "gamma"), ("D", "UK", "delta"),
+        ("A", "DE", "alpha de"), ("B", "DE", "beta de"), ("X", "DE", "x de"),  # C, D not sold in DE
+        ("A", "ES", "alpha es"), ("B", "ES", "beta es"),
+    ]
+    sessions = [
+        (["A", "B"], "C", "UK"),  # kept as is
+        (["A", "C", "B"], "A", "DE"),  # C has no DE row: dropped from the prefix
+        (["C", "D"], "A", "DE"),  # no prefix item with a DE row: no example
+        (["A"], "C", "DE"),  # next item without a DE row: no example
+        (["A"], "B", "ES"),  # locale not chosen
+        (["D", "C", "B"], "A", "UK"),
+    ]
+    data = M2Data(write_m2_folder(tmp_path / "d", products, sessions), cache_dir=cache_dir)
+    catalog = data.catalog
+    examples = build_examples(catalog, data.train, ["UK", "DE"])
+    assert list(examples.session) == [0, 1, 5]
+    dataset = PretrainDataset(catalog, examples)
+    titles = [([dict(item)["title"] for item in ex["items"]], dict(ex["next_item"])["title"]) for ex in dataset]
+    assert titles == [
+        (["alpha", "beta"], "gamma"),
+        (["alpha de", "beta de"], "alpha de"),
+        (["delta", "gamma", "beta"], "alpha"),
+    ]
+    assert [ex["next_item_id"] for ex in dataset] == list(catalog.codes(["C", "A", "A"]))
+    assert [LOCALES[x] for x in examples.locale] == ["UK", "DE", "UK"]
+    assert list(build_examples(catalog, data.train, ["ES"]).session) == [4]
+
+
+def test_epoch_batches_deterministic_disjoint_and_equal_per_rank():
+    parts = [epoch_batches(103, 4, 3, rank, seed=5, epoch=2, accumulation=2) for rank in range(3)]
+    assert all(p.shape == (8, 4) for p in parts)  # 103 // (4 * 3 * 2) = 4 steps of 2 micro-batches
+    flat = np.concatenate([p.ravel() for p in parts])
+    assert len(np.unique(flat)) == len(flat)
+    np.testing.assert_array_equal(parts[1], epoch_batches(103, 4, 3, 1, seed=5, epoch=2, accumulation=2))
+    assert not np.array_equal(parts[0], epoch_batches(103, 4, 3, 0, seed=5, epoch=3, accumulation=2))
+
+
+def test_deepspeed_config_fills_auto_and_refuses_conflicts(tmp_path):
+    config = PretrainConfig(batch_size=8, gradient_accumulation_steps=2, lr=1e-3, warmup_steps=5, max_grad_norm=0.5)
+    env = DistEnv(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"), backend="gloo")
+    ds = deepspeed_config(DS_JSON, config, env, total_steps=40)
+    sizes = ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]
+    assert sizes == (8, 2, 32)
+    assert ds["gradient_clipping"] == 0.5
+    assert ds["optimizer"]["params"]["lr"] == 1e-3 and ds["optimizer"]["params"]["torch_adam"] is True
+    assert ds["scheduler"]["params"]["total_num_steps"] == 40 and ds["scheduler"]["params"]["warmup_num_steps"] == 5
+    assert ds["bf16"]["enabled"] is False and ds["fp16"]["enabled"] is False  # CPU: fp32
+    conflicting = json.loads(DS_JSON.read_text())
+    conflicting["train_micro_batch_size_per_gpu"] = 4
+    (tmp_path / "ds.json").write_text(json.dumps(conflicting))
+    with pytest.raises(ValueError, match="train_micro_batch_size_per_gpu=4"):
+        deepspeed_config(tmp_path / "ds.json", config, env, total_steps=40)
+
+
+def test_command_line_overrides_config_file():
+    from recformer_m2.config import load_config
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, PretrainConfig)
+    args = parser.parse_args(["--max-steps", "7", "--locales", "UK,JP", "--eval-at-start", "false", "--lr", "0.01"])
+    config = load_config(PretrainConfig, TINY, config_overrides(args, PretrainConfig))
+    assert (config.max_steps, config.locales, config.eval_at_start, config.lr) == (7, ["UK", "JP"], False, 0.01)
+    assert config.hidden_size == json.loads(TINY.read_text())["hidden_size"]  # from the file
+    assert config.temperature == PretrainConfig.temperature  # default
+    with pytest.raises(ValueError, match="unknown locale"):
+        PretrainConfig(locales=["XX"])
+
+
+@pytest.mark.parametrize("saved", ["encoder", "pretraining"])
+def test_init_from_a_weights_folder_keeps_its_encoder(tmp_path, saved):
+    from recformer_m2.models import RecformerModel
+    from recformer_m2.pretraining import build_model
+    from tests.test_collator import build_tiny_tokenizer, tiny_config
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(1)
+    source = RecformerModel(tiny_config()) if saved == "encoder" else RecformerForPretraining(tiny_config())
+    source.save_pretrained(tmp_path / "init")
+    tokenizer.save_pretrained(tmp_path / "init")
+    model = build_model(PretrainConfig(), tokenizer, tmp_path / "init")  # architecture from the folder
+    assert isinstance(model, RecformerForPretraining) and model.config.hidden_size == 32
+    encoder = source if saved == "encoder" else source.recformer
+    _assert_same_weights(model.recformer.state_dict(), encoder.state_dict())
+    if saved == "pretraining":
+        _assert_same_weights(model.state_dict(), source.state_dict())
+
+
+# --------------------------------------------------------------------------------------------------
+# Real runs
+# --------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    """The code under test first on the path; one torch thread per process (two ranks share two cores, and
+    OpenMP threads oversubscribed on a busy machine run many times slower); a private parse cache."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", RECFORMER_M2_CACHE=str(tmp / "cache"),
+               TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _command(data: Path, out: Path, ranks: int, *extra: str) -> list[str]:
+    args = [str(SCRIPT), "--data", str(data), "--out", str(out), "--config", str(TINY), "--deepspeed", str(DS_JSON),
+            *extra]
+    if ranks == 1:
+        return [sys.executable, *args]
+    launcher = shutil.which("deepspeed")
+    prefix = [launcher] if launcher else [sys.executable, "-m", "deepspeed.launcher.runner"]
+    return [*prefix, "--num_gpus", str(ranks), "--master_port", str(_free_port()), *args]
+
+
+def _run(command: list[str], tmp: Path, log: Path) -> int:
+    """Run to completion in its own process group (killed as a whole on timeout); output into ``log``."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(command, cwd=REPO, env=_env(tmp), stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+
+
+def _ok(rc: int, log: Path) -> None:
+    assert rc == 0, f"exit status {rc}; last output:\n{log.read_text()[-4000:]}"
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ: {different[:5]}"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from recformer_m2.synth import generate
+
+    root = tmp_path_factory.mktemp("pretrain-data")
+    generate(root / "data", scale="tiny", seed=0)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tiny_data, tmp_path_factory) -> Path:
+    """An uninterrupted two-rank ZeRO-2 run of the tiny config through the DeepSpeed launcher."""
+    tmp = tmp_path_factory.mktemp("two-rank")
+    out = tmp / "out"
+    log = tmp / "log.txt"
+    _ok(_run(_command(tiny_data, out, 2), tmp, log), log)
+    return out
+
+
+@pytest.mark.slow
+def test_two_rank_pretraining_learns_and_saves_a_loadable_encoder(two_rank_run, tiny_data):
+    from recformer_m2.encode import RecformerEncoder
+
+    encoder = RecformerEncoder.from_pretrained(two_rank_run / "final")
+    data = M2Data(tiny_data)
+    vectors = encoder.encode_items([data.catalog.attributes(0), data.catalog.attributes(1)])
+    assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
+
+    records = [json.loads(line) for line in (two_rank_run / "metrics.jsonl").read_text().splitlines()]
+    tiny = json.loads(TINY.read_text())
+    assert [r["step"] for r in records] == [0, tiny["eval_every"], tiny["max_steps"]]
+    # Twelve steps of a hidden-32 model: the held-out MLM loss (fixed masks) falls clearly; the contrastive
+    # part needs longer (see the small config), so the training loss is compared window to window.
+    assert records[-1]["valid_mlm_loss"] < records[0]["valid_mlm_loss"] - 0.05
+    assert records[-1]["train_loss"] < records[1]["train_loss"]
+    assert records[0]["cl_candidates"] == 2 * tiny["eval_batch_size"]  # candidates gathered from both ranks
+    for key in ("recall@10/train_locales", "recall@100/train_locales", "recall@100/zero_shot", "recall@100/UK"):
+        assert 0.0 <= records[-1][key] <= 1.0
+    tags = sorted(p.name for p in (two_rank_run / "checkpoints").glob("step_*"))
+    assert len(tags) == tiny["keep_checkpoints"] and latest_tag(two_rank_run / "checkpoints") == tags[-1]
+    assert sorted(p.name for p in (two_rank_run / "checkpoints" / tags[-1]).glob("zero_pp_rank_*")) == [
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+
+
+@pytest.mark.slow
+def test_convert_checkpoint_consolidates_both_ranks_partitions(two_rank_run, tmp_path):
+    checkpoints = two_rank_run / "checkpoints"
+    out = tmp_path / "converted"
+    convert = runpy.run_path(str(REPO / "scripts" / "convert_pretrain_ckpt.py"), run_name="convert_pretrain_ckpt")
+    convert["main"]([str(checkpoints), str(out)])
+    _assert_same_weights(_weights(out), _weights(two_rank_run / "final"))
+    # The fp32 weights gathered from the two ranks' optimizer partitions are the module's own weights.
+    converted = RecformerForPretraining.from_pretrained_strict(out).state_dict()
+    states = checkpoints / latest_tag(checkpoints) / "mp_rank_00_model_states.pt"
+    module = torch.load(states, weights_only=False)["module"]
+    _assert_same_weights(converted, module)
+
+
+@pytest.mark.slow
+def test_two_rank_crash_and_resume_gives_the_same_weights(two_rank_run, tiny_data, tmp_path):
+    out = tmp_path / "out"
+    log = tmp_path / "log.txt"
+    rc = _run(_command(tiny_data, out, 2, "--stop-after-step", "4"), tmp_path, log)
+    assert rc != 0 and latest_tag(out / "checkpoints") == "step_00000004" and not (out / "final").exists()
+    _ok(_run(_command(tiny_data, out, 2), tmp_path, log), log)
+    assert "resumed from step_00000004" in log.read_text()
+    _assert_same_weights(_weights(out / "final"), _weights(two_rank_run / "final"))
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [0, 6, 12]
+
+
+@pytest.mark.slow
+def test_single_process_killed_mid_run_resumes_exactly(tiny_data, tmp_path):
+    """Plain ``python pretrain.py`` (no launcher): SIGKILL once a checkpoint exists, restart, compare."""
+    fast = ("--save-every", "2", "--eval-at-start", "false", "--max-retrieval-sessions", "0")
+    straight = tmp_path / "straight"
+    _ok(_run(_command(tiny_data, straight, 1, *fast), tmp_path, tmp_path / "straight.txt"), tmp_path / "straight.txt")
+
+    out = tmp_path / "killed"
+    with open(tmp_path / "killed.txt", "w") as f:
+        proc = subprocess.Popen(_command(tiny_data, out, 1, *fast), cwd=REPO, env=_env(tmp_path), stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (out / "checkpoints" / "latest").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "killed.txt").read_text()[-4000:]
+    assert not (out / "final").exists()
+    log = tmp_path / "resumed.txt"
+    _ok(_run(_command(tiny_data, out, 1, *fast), tmp_path, log), log)
+    assert "resumed from step_" in log.read_text()
+    _assert_same_weights(_weights(out / "final"), _weights(straight / "final"))
