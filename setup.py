@@ -6,7 +6,7 @@ setup(
     name="recformer-m2",
     version="0.1.0",
     description="Next-product recommendation from product text across languages (Amazon-M2, KDD Cup 2023)",
-    packages=find_packages(include=["recformer_m2", "recformer_m2.*"]),
+    packages=find_packages(include=["recformer_m2", "recformer_m2.*", "id_baselines", "id_baselines.*"]),
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -22,6 +22,9 @@ setup(
         "pyarrow>=15",
         "tqdm>=4.66",
         "matplotlib>=3.8",
+        "scikit-learn>=1.4",
+        "lightgbm>=4.0",
+        "lightning>=2.2",
     ],
     extras_require={
         "gpu": ["faiss-gpu-cu12>=1.8"],

@@ -52,6 +52,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     logger.info("wrote %d predictions to %s", len(sessions), args.out)
 
 
+def cmd_train_baseline(args: argparse.Namespace) -> None:
+    from id_baselines.api import train_baseline
+
+    out = train_baseline(args.model, args.data, args.task, args.mode, args.out, args.config)
+    logger.info("baseline %s written to %s", args.model, out)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .submission import evaluate_submission
 
@@ -109,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="submission parquet file")
     p.add_argument("--k", type=int, default=TOP_K)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("train-baseline", help="train an ID baseline (GRU4Rec++, NARM, STAMP, SR-GNN, CORE)")
+    p.add_argument("--model", required=True, help="gru4rec, narm, stamp, srgnn or core")
+    p.add_argument("--data", required=True)
+    p.add_argument("--task", type=int, required=True, choices=[1, 2])
+    p.add_argument("--mode", default="supervised", choices=["supervised", "finetune"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="JSON file of BaselineConfig fields")
+    p.set_defaults(func=cmd_train_baseline)
 
     p = sub.add_parser("evaluate", help="score a submission against ground truth")
     p.add_argument("--predictions", required=True)

@@ -13,8 +13,15 @@ from .constants import TOP_K
 from .data import M2Data, Sessions
 from .heuristics import RANKING_METHODS, TITLE_METHODS
 
-MODEL_METHODS = ("recformer",)
-"""Next-item methods that need a trained model folder."""
+MODEL_METHODS = ("recformer", "gru4rec", "narm", "stamp", "srgnn", "core")
+"""Next-item methods that need a trained model folder (Recformer, or an ID baseline's train-baseline output)."""
+
+
+def _heuristics() -> dict:
+    from .hybrid import Hybrid
+    from .textknn import TextKNN
+
+    return {**RANKING_METHODS, "textknn": TextKNN, "hybrid": Hybrid}
 
 
 class _RecformerRanker:
@@ -33,13 +40,18 @@ class _RecformerRanker:
 
 def ranking_method(name: str, data: M2Data, model: str | Path | None = None, train: Sessions | None = None):
     """A ready next-item method: heuristics fitted on ``train`` (default: all training sessions)."""
-    if name in RANKING_METHODS:
-        return RANKING_METHODS[name]().fit(data.catalog, data.train if train is None else train)
+    heuristics = _heuristics()
+    if name in heuristics:
+        return heuristics[name]().fit(data.catalog, data.train if train is None else train)
     if name in MODEL_METHODS:
         if model is None:
             raise ValueError(f"method {name!r} needs --model DIR (a trained model folder)")
-        return _RecformerRanker(model, data)
-    raise ValueError(f"unknown next-item method {name!r}; choose from {sorted(RANKING_METHODS) + list(MODEL_METHODS)}")
+        if name == "recformer":
+            return _RecformerRanker(model, data)
+        from id_baselines.api import load_baseline
+
+        return load_baseline(model, data.catalog)
+    raise ValueError(f"unknown next-item method {name!r}; choose from {sorted(heuristics) + list(MODEL_METHODS)}")
 
 
 def title_method(name: str, data: M2Data, model: str | Path | None = None, train: Sessions | None = None):

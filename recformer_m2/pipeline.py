@@ -39,8 +39,8 @@ class PipelineConfig:
     """Synthetic data size when ``data`` is None: tiny, small, medium or full."""
     seed: int = 0
     """Seed of the synthetic data and of the validation split."""
-    methods: list[str] = field(default_factory=lambda: list(RANKING_METHODS))
-    """Next-item methods (tasks 1 and 2) to compare."""
+    methods: list[str] = field(default_factory=lambda: [*RANKING_METHODS, "textknn", "hybrid"])
+    """Next-item heuristics (tasks 1 and 2) to compare."""
     title_methods: list[str] = field(default_factory=lambda: list(TITLE_METHODS))
     """Next-title methods (task 3) to compare."""
     valid_fraction: float = 0.1

@@ -1,0 +1,369 @@
+"""Hybrid: candidates from several recommenders, re-ordered by a learned LightGBM LambdaRank ranker.
+
+Each source (by default co-visitation, title nearest neighbours and popularity; any ``SessionRecommender``
+can be added, e.g. a Recformer retriever or an ID baseline) proposes its top ``per_source`` items for a
+session. Every proposed item becomes a row of features: each source's score and rank (missing when it
+did not propose the item), the item's popularity in the locale, whether it shares the brand of the last
+session item, its price relative to it, its title similarity to the last items and how far back the most
+similar one is, the session's length and locale. The ranker orders the candidates; popularity fills the
+list to k.
+
+Where the ranker's labels come from: ``fit`` sees the catalog and the training sessions only. A seeded
+validation split (``validation_split``) holds some training sessions out; the sources are fitted on the
+rest, candidates and features are built for the held-out sessions, and a candidate is positive when it is
+the held-out session's next item. Test files and their ground truth are never read. Held-out sessions
+whose next item no source proposed teach nothing and are dropped (counted in ``training_summary``).
+After training, the sources are fitted again on all training sessions (``refit=True``, the default:
+predictions then use every training session, as the baselines do; popularity is counted per 1000
+sessions of the locale so that its scale does not move with the number of sessions).
+
+The hybrid fits its sources itself, through ``SessionRecommender.fit``, except those named in ``fitted``
+(used as given). A source whose model was trained on *all* training sessions has seen the held-out ones,
+and the ranker would over-trust it: train such a model inside its ``fit``, or on sessions outside the
+held-out part of ``validation_split(train, valid_fraction, seed)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .constants import LOCALES
+from .data.m2 import Catalog, Sessions
+from .data.split import validation_split
+from .heuristics import CHUNK, CoVisitation, Popularity, SessionRecommender, occurrence_counts
+from .ranking import session_pairs
+from .textknn import TextKNN, last_items
+
+logger = logging.getLogger(__name__)
+
+RELATED_ITEMS = 3
+"""Latest session items compared with each candidate for the 'most related item' features."""
+
+
+def default_sources(without: Iterable[str] = ()) -> dict[str, SessionRecommender]:
+    """The three heuristic sources, by name, minus those in ``without`` (for ablations)."""
+    sources = {"covisitation": CoVisitation(), "textknn": TextKNN(), "popularity": Popularity()}
+    unknown = set(without) - set(sources)
+    if unknown:
+        raise ValueError(f"unknown source(s) {sorted(unknown)}; default sources are {sorted(sources)}")
+    return {name: source for name, source in sources.items() if name not in set(without)}
+
+
+def source_candidates(
+    source: SessionRecommender, sessions: Sessions, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A source's top-``n`` items per session as flat (row, code, rank, score): rank 0 is its best item,
+    score is minus its priority (higher is better); session items excluded, as ``recommend`` would.
+
+    A source with only ``recommend(sessions, k)`` (no ``_candidates``, e.g. a trained-model wrapper) is
+    asked for its ranked lists instead, and its score is minus the rank."""
+    if getattr(type(source), "_candidates", SessionRecommender._candidates) is SessionRecommender._candidates:
+        ranked = source.recommend(sessions, k=n, progress=False)  # (B, n), -1 padded
+        rows, rank = np.nonzero(ranked >= 0)
+        codes, priority = ranked[rows, rank], rank.astype(np.float64)
+    else:
+        rows, codes, priority = source._candidates(sessions, n)
+    return top_with_priority(n, rows, codes, priority, *session_pairs(sessions))
+
+
+def top_with_priority(
+    n: int, rows: np.ndarray, codes: np.ndarray, priority: np.ndarray, exclude_rows: np.ndarray,
+    exclude_codes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``rank_candidates`` (same order, same ties) returning flat (row, code, rank, -priority) instead of
+    a padded matrix, so that each kept item's score comes along."""
+    rows, codes = np.asarray(rows, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+    priority = np.asarray(priority, dtype=np.float64)
+    base = int(max(codes.max(initial=0), np.max(exclude_codes, initial=0))) + 1
+    keys = rows * base + codes
+    excluded = np.sort(np.asarray(exclude_rows, dtype=np.int64) * base + exclude_codes)
+    if len(excluded):
+        at = np.minimum(np.searchsorted(excluded, keys), len(excluded) - 1)
+        keep = excluded[at] != keys
+        rows, codes, keys, priority = rows[keep], codes[keep], keys[keep], priority[keep]
+    order = np.lexsort((priority, keys))  # best priority of each (row, code) first
+    keys, rows, codes, priority = keys[order], rows[order], codes[order], priority[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    rows, codes, priority = rows[first], codes[first], priority[first]
+    order = np.lexsort((codes, priority, rows))  # within a row: priority, then smaller code
+    rows, codes, priority = rows[order], codes[order], priority[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    top = rank < n
+    return rows[top], codes[top], rank[top], -priority[top]
+
+
+@dataclass
+class RankerData:
+    """What the ranker learns from: one group of candidate rows per held-out training session, in order."""
+
+    features: pd.DataFrame
+    labels: np.ndarray
+    """(rows,) 1 where the candidate is the held-out session's next item, else 0."""
+    groups: np.ndarray
+    """(sessions,) candidate rows of each session."""
+    sessions: np.ndarray
+    """(sessions,) index of each session in the training sessions ``fit`` was given."""
+    codes: np.ndarray
+    """(rows,) item code of each candidate."""
+
+
+@dataclass
+class RankerParams:
+    """LightGBM LambdaRank settings (chosen on the validation split of synthetic ``small`` data)."""
+
+    n_estimators: int = 500
+    """Boosting rounds at most; early stopping on held-out validation sessions picks the number."""
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 100
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    lambdarank_truncation_level: int = 20
+    """Pairs are formed with the ranker's current top items only (MRR@100 is decided near the top)."""
+    negative_fraction: float = 0.2
+    """Share of negative candidates kept for training (every positive is kept): as good, five times cheaper."""
+    early_stopping_rounds: int = 50
+    eval_fraction: float = 0.2
+    """Share of the ranker's training sessions kept aside to early-stop on (their MAP@100 = MRR@100)."""
+    n_jobs: int = 1
+    """LightGBM threads. One by default: on a busy 2-core machine OpenMP threads mostly wait for each other."""
+
+
+class Hybrid(SessionRecommender):
+    """Candidates from ``sources`` ordered by a LightGBM LambdaRank model trained on held-out training sessions."""
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        sources: dict[str, SessionRecommender] | None = None,
+        per_source: int = 100,
+        valid_fraction: float = 0.2,
+        max_valid_per_locale: int | None = 20_000,
+        seed: int = 0,
+        refit: bool = True,
+        ranker: RankerParams | None = None,
+        text: TextKNN | None = None,
+        fitted: Iterable[str] = (),
+    ):
+        """``sources``: name -> unfitted recommender (default: ``default_sources()``); ``per_source``: items
+        each proposes per session; ``valid_fraction``/``max_valid_per_locale``/``seed``: the held-out split of
+        the training sessions the ranker learns from; ``refit``: fit the sources again on all training
+        sessions before predicting; ``text``: title vectors for the similarity features (default: the
+        ``textknn`` source when there is one, else a TextKNN fitted for features only); ``fitted``: names of
+        sources used as given, never fitted here (they must not have been trained on the held-out sessions)."""
+        self.sources = default_sources() if sources is None else dict(sources)
+        if not self.sources:
+            raise ValueError("Hybrid needs at least one source")
+        if per_source < 1:
+            raise ValueError(f"per_source ({per_source}) must be positive")
+        self.per_source = per_source
+        self.valid_fraction = valid_fraction
+        self.max_valid_per_locale = max_valid_per_locale
+        self.seed = seed
+        self.refit = refit
+        self.params = ranker or RankerParams()
+        self.text = text
+        self.fitted = set(fitted)
+        unknown = self.fitted - set(self.sources)
+        if unknown:
+            raise ValueError(f"fitted names {sorted(unknown)} are not sources ({sorted(self.sources)})")
+
+    # --- fitting ----------------------------------------------------------------------------------
+    def fit(self, catalog: Catalog, train: Sessions) -> "Hybrid":
+        """Train the ranker on a held-out split of ``train``, then (``refit``) fit the sources on all of it.
+        Only the catalog and the training sessions are seen: no test file, no ground truth."""
+        self._fit_ranker(self.training_data(catalog, train))
+        if self.refit:
+            self.fit_sources(catalog, train)
+        return self
+
+    def training_data(self, catalog: Catalog, train: Sessions) -> RankerData:
+        """The ranker's examples from held-out training sessions, the sources being fitted on the other
+        training sessions. Sessions whose next item is not among the candidates are dropped (counted)."""
+        fit_idx, valid_idx = validation_split(train, self.valid_fraction, self.seed, self.max_valid_per_locale)
+        held_out = train.select(valid_idx)
+        self.fit_sources(catalog, train.select(fit_idx))
+        frames, labels, groups, sessions, codes = [], [], [], [], []
+        for start in range(0, len(held_out), CHUNK):
+            chunk = held_out.select(np.arange(start, min(start + CHUNK, len(held_out))))
+            rows, cand, features = self.features(chunk)
+            label = cand == chunk.next_item[rows]
+            has_positive = np.bincount(rows, weights=label, minlength=len(chunk)) > 0
+            keep = has_positive[rows]
+            frames.append(features[keep])
+            labels.append(label[keep])
+            codes.append(cand[keep])
+            groups.append(np.bincount(rows[keep], minlength=len(chunk))[has_positive])
+            sessions.append(valid_idx[start + np.flatnonzero(has_positive)])
+        data = RankerData(
+            features=pd.concat(frames, ignore_index=True), labels=np.concatenate(labels).astype(np.int32),
+            groups=np.concatenate(groups), sessions=np.concatenate(sessions), codes=np.concatenate(codes),
+        )
+        self.training_summary = {
+            "held_out_sessions": len(held_out),
+            "sessions_with_target_in_candidates": len(data.groups),
+            "sessions_dropped": len(held_out) - len(data.groups),
+            "candidate_rows": len(data.labels),
+        }
+        logger.info("hybrid: %d held-out training sessions, %d kept (target among candidates: %.1f%%), %d rows",
+                    len(held_out), len(data.groups), 100 * len(data.groups) / max(len(held_out), 1), len(data.labels))
+        return data
+
+    def fit_sources(self, catalog: Catalog, train: Sessions) -> None:
+        """Fit every source on ``train`` and the tables the features read (popularity, brands, prices)."""
+        self.catalog = catalog
+        for name, source in self.sources.items():
+            if name not in self.fitted:
+                logger.info("hybrid: fitting source %s on %d sessions", name, len(train))
+                source.fit(catalog, train)
+        text = self.text or self.sources.get("textknn")
+        if not isinstance(text, TextKNN):
+            text = TextKNN(backfill=False)
+        if text is not self.sources.get("textknn"):
+            text.fit(catalog, train)
+        self._text = text
+        counts = occurrence_counts(train, catalog.num_ids)
+        sessions_per_locale = np.bincount(train.locale, minlength=len(LOCALES)).clip(min=1)
+        self._popularity = (1000.0 * counts / sessions_per_locale[:, None]).astype(np.float32)  # per 1k sessions
+        self._popular = Popularity().fit(catalog, train)
+        table = catalog.table
+        brand = table["brand"].fillna("").str.strip().str.lower()
+        self._brand = np.where(brand == "", -1, pd.factorize(brand)[0]).astype(np.int64)
+        self._price = pd.to_numeric(table["price"], errors="coerce").to_numpy(np.float64)
+
+    def _fit_ranker(self, data: RankerData) -> None:
+        import lightgbm as lgb
+
+        features, labels, groups = data.features, data.labels, data.groups
+        if not len(groups):
+            raise ValueError("no held-out training session has its next item among the candidates; "
+                             "cannot train the ranker (more training sessions or a larger per_source needed)")
+        p = self.params
+        rng = np.random.default_rng(self.seed)
+        session = np.repeat(np.arange(len(groups)), groups)
+        is_eval = np.zeros(len(groups), dtype=bool)
+        n_eval = int(round(p.eval_fraction * len(groups)))
+        if 0 < n_eval < len(groups):
+            is_eval[rng.permutation(len(groups))[:n_eval]] = True
+        row_eval = is_eval[session]
+        # Training rows: every positive, a seeded share of the negatives; early stopping sees every row.
+        row_train = ~row_eval & ((labels > 0) | (rng.random(len(labels)) < p.negative_fraction))
+        self.ranker = lgb.LGBMRanker(
+            objective="lambdarank", n_estimators=p.n_estimators, learning_rate=p.learning_rate,
+            num_leaves=p.num_leaves, min_child_samples=p.min_child_samples, subsample=p.subsample,
+            subsample_freq=1, colsample_bytree=p.colsample_bytree, random_state=self.seed, n_jobs=p.n_jobs,
+            deterministic=True, force_row_wise=True, lambdarank_truncation_level=p.lambdarank_truncation_level,
+            verbose=-1,
+        )
+        fit_kwargs: dict = {"categorical_feature": ["locale"]}
+        if is_eval.any():
+            fit_kwargs.update(
+                eval_X=(features[row_eval],), eval_y=(labels[row_eval],), eval_group=[groups[is_eval]],
+                eval_at=[100], eval_metric="map",
+                callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
+            )
+        train_groups = np.bincount(session[row_train], minlength=len(groups))[~is_eval]
+        self.ranker.fit(features[row_train], labels[row_train], group=train_groups, **fit_kwargs)
+        self.feature_names = list(features.columns)
+        self.training_summary["ranker_rounds"] = self.ranker.best_iteration_ or p.n_estimators
+        self.training_summary["ranker_training_rows"] = int(row_train.sum())
+        logger.info("hybrid: ranker trained on %d sessions (%d rows), %d boosting rounds; gain importance: %s",
+                    int((~is_eval).sum()), int(row_train.sum()), self.training_summary["ranker_rounds"],
+                    ", ".join(f"{k} {v:.0f}" for k, v in self.feature_importance().head(10).items()))
+
+    def feature_importance(self) -> pd.Series:
+        """Total split gain of each feature in the trained ranker, largest first."""
+        gain = self.ranker.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.ranker.booster_.feature_name()).sort_values(ascending=False)
+
+    # --- candidates and features --------------------------------------------------------------------
+    def features(self, sessions: Sessions) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+        """Candidates of every source for a chunk of sessions: flat (row, code) sorted by row, and their features."""
+        proposals = {name: source_candidates(src, sessions, self.per_source) for name, src in self.sources.items()}
+        num = self.catalog.num_ids
+        keys = np.sort(np.concatenate([r * num + c for r, c, _, _ in proposals.values()]))
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys  # union, by row
+        rows, codes = keys // num, keys % num
+        locale = sessions.locale.astype(np.int64)[rows]
+        columns: dict[str, np.ndarray] = {}
+        n_sources = np.zeros(len(keys), dtype=np.float32)
+        for name, (r, c, rank, score) in proposals.items():
+            at = np.searchsorted(keys, r * num + c)
+            columns[f"{name}_rank"] = np.full(len(keys), self.per_source, dtype=np.float32)  # missing: one past the last
+            columns[f"{name}_rank"][at] = rank
+            columns[f"{name}_score"] = np.full(len(keys), np.nan, dtype=np.float32)  # missing: NaN (LightGBM's own)
+            columns[f"{name}_score"][at] = score
+            n_sources[at] += 1
+        columns["n_sources"] = n_sources
+        popularity = self._popularity[locale, codes]
+        columns["popularity"] = popularity
+        columns["log_popularity"] = np.log(popularity + 1e-2)
+        last = sessions.items[sessions.offsets[1:] - 1].astype(np.int64)[rows]
+        cand_row, last_row = self.catalog.rows(codes, locale), self.catalog.rows(last, locale)
+        brand_c = np.where(cand_row >= 0, self._brand[cand_row], -1)
+        brand_l = np.where(last_row >= 0, self._brand[last_row], -2)
+        columns["same_brand"] = (brand_c == brand_l).astype(np.float32)
+        price_c = np.where(cand_row >= 0, self._price[cand_row], np.nan)
+        price_l = np.where(last_row >= 0, self._price[last_row], np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            columns["price_ratio"] = np.where(price_l > 0, price_c / price_l, np.nan).astype(np.float32)
+        columns.update(self._related_features(sessions, rows, codes, locale))
+        if isinstance(self.sources.get("covisitation"), CoVisitation):
+            columns.update(self._covisitation_features(sessions, rows, codes, locale))
+        columns["session_length"] = sessions.lengths[rows].astype(np.float32)
+        frame = pd.DataFrame(columns)
+        frame["locale"] = pd.Categorical(locale, categories=range(len(LOCALES)))
+        return rows, codes, frame
+
+    def _recent(self, sessions: Sessions) -> np.ndarray:
+        """(sessions, RELATED_ITEMS) codes of the latest items, column s = s steps back; -1 where shorter."""
+        session, code, steps_back = last_items(sessions, RELATED_ITEMS)
+        recent = np.full((len(sessions), RELATED_ITEMS), -1, dtype=np.int64)
+        recent[session, steps_back] = code
+        return recent
+
+    def _related_features(self, sessions, rows, codes, locale) -> dict[str, np.ndarray]:
+        """Title similarity to the last item, the best over the latest items, and how far back that one is."""
+        recent = self._recent(sessions)[rows]  # (C, RELATED_ITEMS)
+        cand, step = np.nonzero(recent >= 0)
+        sims = np.zeros(recent.shape, dtype=np.float32)
+        sims[cand, step] = self._text.similarity(locale[cand], recent[cand, step], codes[cand])
+        best = sims.argmax(axis=1)
+        return {
+            "title_sim_last": sims[:, 0],
+            "title_sim_max": sims.max(axis=1),
+            "related_steps_back": np.where(sims.max(axis=1) > 0, best, np.nan).astype(np.float32),
+        }
+
+    def _covisitation_features(self, sessions, rows, codes, locale) -> dict[str, np.ndarray]:
+        """Co-visitation weight from the last item, the best over the latest items, and how far back it is."""
+        covis: CoVisitation = self.sources["covisitation"]  # type: ignore[assignment]
+        recent = self._recent(sessions)[rows]
+        weights = np.zeros(recent.shape, dtype=np.float32)
+        for step in range(RELATED_ITEMS):
+            has = np.flatnonzero(recent[:, step] >= 0)
+            source_rows = locale[has] * covis.num_ids + recent[has, step]
+            weights[has, step] = np.asarray(covis.matrix[source_rows, codes[has]]).ravel()
+        best = weights.argmax(axis=1)
+        return {
+            "covis_last": weights[:, 0],
+            "covis_max": weights.max(axis=1),
+            "covis_steps_back": np.where(weights.max(axis=1) > 0, best, np.nan).astype(np.float32),
+        }
+
+    # --- prediction ---------------------------------------------------------------------------------
+    def _candidates(self, sessions: Sessions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, codes, features = self.features(sessions)
+        score = self.ranker.predict(features[self.feature_names], num_threads=self.params.n_jobs)
+        pop_rows, pop_codes, pop_rank = self._popular.popular_candidates(sessions, k)
+        # Ranked candidates first (priority = -score), popularity behind all of them.
+        backfill = float(np.max(-score, initial=0.0)) + 1.0
+        return (np.concatenate([rows, pop_rows]), np.concatenate([codes, pop_codes]),
+                np.concatenate([-score, backfill + pop_rank]))

@@ -1,0 +1,211 @@
+"""Hybrid: features by hand, ranker labels from held-out training sessions only, no test-label leak,
+end-to-end shapes and exclusions, determinism, ablations; the flat top-k against ``rank_candidates``."""
+
+import inspect
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS
+from recformer_m2.data import M2Data, validation_split
+from recformer_m2.heuristics import CoVisitation, Popularity
+from recformer_m2.hybrid import Hybrid, default_sources, top_with_priority
+from recformer_m2.ranking import rank_candidates
+from recformer_m2.synth import generate
+
+from .conftest import write_m2_folder
+
+DE = LOCALES.index("DE")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hybrid") / "data"
+    generate(folder, scale="tiny", seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder, tmp_path_factory) -> M2Data:
+    return M2Data(tiny_folder, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny) -> Hybrid:
+    return Hybrid(valid_fraction=0.3, seed=0).fit(tiny.catalog, tiny.train)
+
+
+# --- features on a hand-made example ----------------------------------------------------------------
+@pytest.fixture
+def shop(tmp_path, cache_dir) -> M2Data:
+    products = [  # id, title, brand, price
+        ("A", "alpha kettle", "Acme", 10.0), ("B", "alpha kettle large", "Acme", 20.0),
+        ("C", "zeta toaster", "Zeta", 5.0), ("D", "acme mug", " acme ", 40.0), ("E", "plain cup", "", None),
+    ]
+    sessions = [(["A"], "B", "DE"), (["A"], "B", "DE"), (["A", "C"], "D", "DE"), (["C"], "E", "DE"), (["E"], "C", "DE")]
+    folder = write_m2_folder(tmp_path / "shop", [(p[0], "DE", p[1]) for p in products], sessions,
+                             {1: [(["C", "A"], "DE")]})
+    rows = []
+    for pid, title, brand, price in products:
+        row = dict.fromkeys(PRODUCT_COLUMNS, "")
+        row.update(id=pid, locale="DE", title=title, brand=brand, price=price)
+        rows.append(row)
+    pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS)).to_csv(folder / "products_train.csv", index=False)
+    return M2Data(folder, cache_dir=cache_dir)
+
+
+def test_features_by_hand(shop):
+    sources = {"popularity": Popularity(), "covisitation": CoVisitation()}
+    model = Hybrid(sources=sources, per_source=2)
+    model.fit_sources(shop.catalog, shop.train)
+    sessions = shop.test(1)  # [C, A]: A is the last item
+    rows, codes, features = model.features(sessions)
+    name = {i: shop.catalog.ids[c] for i, c in enumerate(codes)}
+    by_name = features.set_index(pd.Index([name[i] for i in range(len(codes))]))
+    assert set(by_name.index) <= {"B", "D", "E"}, "session items are never candidates"
+    assert (rows == 0).all()
+    # DE occurrences: A 3, C 3, B 2, E 2, D 1; without the session's A and C: B first, then E (D not in the top 2).
+    assert by_name.loc["B", "popularity_rank"] == 0 and by_name.loc["E", "popularity_rank"] == 1
+    assert by_name.loc["B", "popularity"] == pytest.approx(1000 * 2 / 5)  # per 1000 DE training sessions
+    # Each source's rank is its position in its own recommendation list; absent: rank per_source, score NaN.
+    covis = CoVisitation().fit(shop.catalog, shop.train).recommend(sessions, k=2, progress=False)[0]
+    for position, code in enumerate(covis):
+        assert by_name.loc[shop.catalog.ids[code], "covisitation_rank"] == position
+    for item in by_name.index:
+        if item not in shop.catalog.ids[covis]:
+            assert by_name.loc[item, "covisitation_rank"] == 2 and np.isnan(by_name.loc[item, "covisitation_score"])
+    if "D" in by_name.index:
+        assert by_name.loc["D", "popularity_rank"] == 2 and np.isnan(by_name.loc["D", "popularity_score"])
+        assert by_name.loc["D", "same_brand"] == 1  # " acme " is the brand Acme
+        assert by_name.loc["D", "price_ratio"] == pytest.approx(4.0)
+    assert by_name.loc["B", "same_brand"] == 1 and by_name.loc["B", "price_ratio"] == pytest.approx(2.0)
+    assert by_name.loc["E", "same_brand"] == 0 and np.isnan(by_name.loc["E", "price_ratio"])  # no brand, no price
+    assert by_name.loc["B", "title_sim_last"] > 0.3 and by_name.loc["E", "title_sim_last"] == 0
+    assert by_name.loc["B", "related_steps_back"] == 0  # most like A, the last item
+    assert (by_name["session_length"] == 2).all() and (by_name["locale"] == DE).all()
+    assert by_name.loc["B", "n_sources"] == 2
+
+
+# --- where the labels come from ----------------------------------------------------------------------
+class SpyPopularity(Popularity):
+    """Popularity that remembers the sessions it was last fitted on."""
+
+    def fit(self, catalog, train):
+        self.fitted_on = train
+        return super().fit(catalog, train)
+
+
+def test_labels_come_from_held_out_training_sessions_only(tiny):
+    spy = SpyPopularity()
+    model = Hybrid(sources={**default_sources(without=["popularity"]), "popularity": spy}, valid_fraction=0.3)
+    data = model.training_data(tiny.catalog, tiny.train)
+    fit_idx, valid_idx = validation_split(tiny.train, 0.3, 0, model.max_valid_per_locale)
+    assert np.isin(data.sessions, valid_idx).all()
+    # The sources saw exactly the other training sessions.
+    np.testing.assert_array_equal(spy.fitted_on.next_item, tiny.train.select(fit_idx).next_item)
+    np.testing.assert_array_equal(spy.fitted_on.offsets, tiny.train.select(fit_idx).offsets)
+    # One positive per group: the held-out session's own next item.
+    group = np.repeat(np.arange(len(data.groups)), data.groups)
+    assert (np.bincount(group, weights=data.labels) == 1).all()
+    np.testing.assert_array_equal(data.codes[data.labels == 1], tiny.train.next_item[data.sessions])
+    summary = model.training_summary
+    assert summary["held_out_sessions"] == len(valid_idx)
+    assert summary["sessions_dropped"] == len(valid_idx) - len(data.groups) and len(data.groups) > 0
+    assert len(data.features) == len(data.labels) == data.groups.sum()
+
+
+def test_test_ground_truth_never_reaches_the_ranker(tiny_folder, fitted, tmp_path):
+    assert list(inspect.signature(Hybrid.fit).parameters) == ["self", "catalog", "train"]
+    garbled = tmp_path / "garbled"
+    shutil.copytree(tiny_folder, garbled)
+    rng = np.random.default_rng(1)
+    ids = pd.read_csv(garbled / "products_train.csv")["id"].to_numpy()
+    for task in (1, 2, 3):
+        truth = pd.read_csv(garbled / f"gt_task{task}.csv")
+        column = truth.columns[0]
+        # Next items become random products; titles (task 3) are shuffled between rows.
+        truth[column] = rng.choice(ids, len(truth)) if task < 3 else rng.permutation(truth[column].to_numpy())
+        truth.to_csv(garbled / f"gt_task{task}.csv", index=False)
+    other = M2Data(garbled, cache_dir=tmp_path / "cache")
+    assert not other.truth(1)["next_item"].equals(M2Data(tiny_folder, cache_dir=tmp_path / "cache").truth(1)["next_item"])
+    refitted = Hybrid(valid_fraction=0.3, seed=0).fit(other.catalog, other.train)
+    for task in (1, 2):
+        np.testing.assert_array_equal(refitted.recommend(other.test(task), progress=False),
+                                      fitted.recommend(other.test(task), progress=False))
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+def test_recommend_shapes_exclusions_and_locales(tiny, fitted):
+    for task in (1, 2):
+        sessions = tiny.test(task)
+        ranked = fitted.recommend(sessions, k=100, progress=False)
+        assert ranked.shape == (len(sessions), 100) and ranked.dtype == np.int32
+        for row, session, loc in zip(ranked, sessions.to_lists(), sessions.locale):
+            got = row[row >= 0]
+            assert (row[len(got):] == -1).all(), "padding only at the end"
+            assert not set(got.tolist()) & set(session.tolist())
+            assert len(set(got.tolist())) == len(got)
+            assert (tiny.catalog.rows(got, loc) >= 0).all()
+    importance = fitted.feature_importance()
+    assert set(importance.index) == set(fitted.feature_names) and (importance >= 0).all()
+    assert {"covisitation_rank", "textknn_score", "same_brand", "price_ratio", "title_sim_last"} <= set(importance.index)
+
+
+def test_deterministic_with_a_seed(tiny, fitted):
+    again = Hybrid(valid_fraction=0.3, seed=0).fit(tiny.catalog, tiny.train)
+    sessions = tiny.test(1)
+    np.testing.assert_array_equal(again.recommend(sessions, progress=False), fitted.recommend(sessions, progress=False))
+    pd.testing.assert_series_equal(again.feature_importance(), fitted.feature_importance())
+
+
+def test_ablation_without_a_source(tiny):
+    model = Hybrid(sources=default_sources(without=["textknn"]), valid_fraction=0.3).fit(tiny.catalog, tiny.train)
+    assert not any(name.startswith("textknn_") for name in model.feature_names)
+    assert "title_sim_last" in model.feature_names  # title features stay: they are not a source
+    ranked = model.recommend(tiny.test(2), k=20, progress=False)
+    assert ranked.shape == (len(tiny.test(2)), 20)
+    with pytest.raises(ValueError, match="unknown source"):
+        default_sources(without=["nope"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_with_priority_matches_rank_candidates(seed):
+    rng = np.random.default_rng(seed)
+    n_rows, n = 7, 400
+    rows, codes = rng.integers(0, n_rows, n), rng.integers(0, 50, n)
+    priority = rng.integers(0, 20, n).astype(float)  # many ties
+    ex_rows, ex_codes = rng.integers(0, n_rows, 30), rng.integers(0, 50, 30)
+    expected = rank_candidates(n_rows, 10, rows, codes, priority, ex_rows, ex_codes)
+    out_rows, out_codes, out_rank, score = top_with_priority(10, rows, codes, priority, ex_rows, ex_codes)
+    got = np.full((n_rows, 10), -1, dtype=np.int32)
+    got[out_rows, out_rank] = out_codes
+    np.testing.assert_array_equal(got, expected)
+    for r, c, s in zip(out_rows, out_codes, score):
+        assert s == -priority[(rows == r) & (codes == c)].min()
+
+
+class RecommendOnly:
+    """A trained-model stand-in: ``recommend`` only, no ``fit`` and no ``_candidates``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def recommend(self, sessions, k=100, progress=True):
+        return self.inner.recommend(sessions, k=k, progress=progress)
+
+
+def test_prefitted_recommend_only_source(tiny):
+    outside = RecommendOnly(CoVisitation(window=1).fit(tiny.catalog, tiny.train))
+    model = Hybrid(sources={**default_sources(), "outside": outside}, fitted=["outside"], valid_fraction=0.3, per_source=10)
+    model.fit_sources(tiny.catalog, tiny.train)
+    sessions = tiny.test(1)
+    rows, codes, features = model.features(sessions)
+    ranked = outside.recommend(sessions, k=10, progress=False)
+    proposed = features["outside_rank"].to_numpy() < 10
+    np.testing.assert_array_equal(ranked[rows[proposed], features["outside_rank"].to_numpy()[proposed].astype(int)],
+                                  codes[proposed])
+    assert proposed.sum() == (ranked >= 0).sum()
+    with pytest.raises(ValueError, match="not sources"):
+        Hybrid(fitted=["nope"])
