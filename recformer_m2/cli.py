@@ -59,6 +59,12 @@ def cmd_train_baseline(args: argparse.Namespace) -> None:
     logger.info("baseline %s written to %s", args.model, out)
 
 
+def cmd_train_titles(args: argparse.Namespace) -> None:
+    from .titles import train_titles
+
+    logger.info("title generator written to %s", train_titles(args.data, args.out, args.config))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .submission import evaluate_submission
 
@@ -125,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=None, help="JSON file of BaselineConfig fields")
     p.set_defaults(func=cmd_train_baseline)
+
+    p = sub.add_parser("train-titles", help="train the mT5 next-title generator (task 3)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="JSON file of TitleConfig fields")
+    p.set_defaults(func=cmd_train_titles)
 
     p = sub.add_parser("evaluate", help="score a submission against ground truth")
     p.add_argument("--predictions", required=True)

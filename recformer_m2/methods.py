@@ -56,6 +56,13 @@ def ranking_method(name: str, data: M2Data, model: str | Path | None = None, tra
 
 def title_method(name: str, data: M2Data, model: str | Path | None = None, train: Sessions | None = None):
     """A ready next-title method (task 3)."""
-    if name in TITLE_METHODS:
-        return TITLE_METHODS[name]().fit(data.catalog, data.train if train is None else train)
-    raise ValueError(f"unknown title method {name!r}; choose from {sorted(TITLE_METHODS)}")
+    from . import titles
+
+    heuristics = {**TITLE_METHODS, **titles.TITLE_METHODS}
+    if name in heuristics:
+        return heuristics[name]().fit(data.catalog, data.train if train is None else train)
+    if name in titles.MODEL_TITLE_METHODS:
+        if model is None:
+            raise ValueError(f"method {name!r} needs --model DIR (a train-titles output folder)")
+        return titles.TitleGenerator.from_pretrained(model).fit(data.catalog)
+    raise ValueError(f"unknown title method {name!r}; choose from {sorted(heuristics) + list(titles.MODEL_TITLE_METHODS)}")

@@ -41,7 +41,7 @@ class PipelineConfig:
     """Seed of the synthetic data and of the validation split."""
     methods: list[str] = field(default_factory=lambda: [*RANKING_METHODS, "textknn", "hybrid"])
     """Next-item heuristics (tasks 1 and 2) to compare."""
-    title_methods: list[str] = field(default_factory=lambda: list(TITLE_METHODS))
+    title_methods: list[str] = field(default_factory=lambda: [*TITLE_METHODS, "trimmed-title"])
     """Next-title methods (task 3) to compare."""
     valid_fraction: float = 0.1
     """Share of training sessions held out when the data has no ground truth."""

@@ -69,7 +69,7 @@ def top_per_row(scores: sp.csr_matrix, quota: int) -> tuple[np.ndarray, np.ndarr
     """Flat (row, column, value) of each row's ``quota`` largest stored entries (all of them in rows with
     fewer); rows are padded into dense blocks of bounded size and cut with ``argpartition``."""
     counts = np.diff(scores.indptr)
-    out_rows, out_cols, out_vals = [], [], []
+    out_rows, out_entries = [], []
     start = 0
     while start < scores.shape[0]:
         # As many rows as fit the padded-block budget (at least one).
@@ -78,28 +78,24 @@ def top_per_row(scores: sp.csr_matrix, quota: int) -> tuple[np.ndarray, np.ndarr
         stop = start + (int(fits[-1]) + 1 if len(fits) else 1)
         lo, hi = scores.indptr[start], scores.indptr[stop]
         block_counts = counts[start:stop]
-        rows = np.repeat(np.arange(start, stop), block_counts)
         if block_counts.max(initial=0) <= quota:
-            out_rows.append(rows)
-            out_cols.append(scores.indices[lo:hi])
-            out_vals.append(scores.data[lo:hi])
+            out_rows.append(np.repeat(np.arange(start, stop), block_counts))
+            out_entries.append(np.arange(lo, hi))
         else:
+            rows = np.repeat(np.arange(stop - start), block_counts)
             position = np.arange(hi - lo) - np.repeat(scores.indptr[start:stop] - lo, block_counts)
-            padded = np.full((stop - start, block_counts.max()), -np.inf, dtype=np.float32)
-            padded[rows - start, position] = scores.data[lo:hi]
-            columns = np.full(padded.shape, -1, dtype=np.int64)
-            columns[rows - start, position] = scores.indices[lo:hi]
-            best = np.argpartition(-padded, quota - 1, axis=1)[:, :quota]  # (B, quota), unordered
-            values = np.take_along_axis(padded, best, axis=1)
-            found = np.isfinite(values)
-            out_rows.append(np.broadcast_to(np.arange(start, stop)[:, None], best.shape)[found])
-            out_cols.append(np.take_along_axis(columns, best, axis=1)[found])
-            out_vals.append(values[found])
+            padded = np.full((stop - start, block_counts.max()), np.inf, dtype=np.float32)
+            padded[rows, position] = -scores.data[lo:hi]
+            best = np.argpartition(padded, quota - 1, axis=1)[:, :quota]  # (B, quota) positions, unordered
+            found = np.take_along_axis(padded, best, axis=1) < np.inf
+            block_rows = np.broadcast_to(np.arange(stop - start)[:, None], best.shape)[found]
+            out_rows.append(start + block_rows)
+            out_entries.append(scores.indptr[start + block_rows] + best[found])
         start = stop
     if not out_rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return (np.concatenate(out_rows).astype(np.int64), np.concatenate(out_cols).astype(np.int64),
-            np.concatenate(out_vals))
+    entries = np.concatenate(out_entries)
+    return np.concatenate(out_rows).astype(np.int64), scores.indices[entries].astype(np.int64), scores.data[entries]
 
 
 def last_items(sessions: Sessions, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,6 +139,7 @@ class TextKNN(SessionRecommender):
         self.prior = (np.log1p(counts) / top).astype(np.float32)  # (locales, ids) in [0, 1]
         titles = catalog.table["title"].to_numpy()
         self.codes: list[np.ndarray] = []
+        self.local_prior: list[np.ndarray] = []  # prior of each locale's products, in vector-row order
         self.vectors: list[sp.csr_matrix] = []
         self.transposed: list[sp.csr_matrix] = []
         self.local = np.full((len(LOCALES), catalog.num_ids), -1, dtype=np.int32)  # code -> row of vectors
@@ -155,6 +152,7 @@ class TextKNN(SessionRecommender):
             else:
                 matrix = sp.csr_matrix((0, 1), dtype=np.float32)
             self.codes.append(codes.astype(np.int64))
+            self.local_prior.append(self.prior[loc, codes])
             self.vectors.append(matrix)
             self.transposed.append(matrix.T.tocsr())  # (V, N) for query @ items.T
             logger.info("textknn %s: %d products, %d n-grams, %.1f per title", LOCALES[loc], matrix.shape[0],
@@ -196,19 +194,19 @@ class TextKNN(SessionRecommender):
         scores = (query @ self.transposed[locale]).tocsr()  # (n, V) x (V, N) -> (n, N)
         scores.eliminate_zeros()
         if self.popularity_weight:
-            scores.data += self.popularity_weight * self.prior[locale, self.codes[locale][scores.indices]]
+            scores.data += self.popularity_weight * self.local_prior[locale][scores.indices]
         return scores
 
     def _without_session_items(self, scores: sp.csr_matrix, sessions: Sessions, locale: int) -> sp.csr_matrix:
         """``scores`` with the sessions' own items removed, so that the top k are all recommendable."""
         rows, codes = session_pairs(sessions)
         local = self.local[locale, codes]
-        ok = local >= 0
-        seen = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.float32), (rows[ok], local[ok])), shape=scores.shape)
-        seen.data[:] = 1.0  # an item repeated in a session is still just seen
-        kept = scores - scores.multiply(seen)
-        kept.eliminate_zeros()
-        return kept.tocsr()
+        rows, local = rows[local >= 0], local[local >= 0]
+        if len(rows):
+            stored = np.asarray(scores[rows, local]).ravel() != 0  # (an empty selection would come back sparse)
+            scores[rows[stored], local[stored]] = 0  # stored entries only: the sparsity structure is unchanged
+            scores.eliminate_zeros()
+        return scores
 
     def _candidates(self, sessions: Sessions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out_rows, out_codes, out_priority = [], [], []
@@ -223,8 +221,10 @@ class TextKNN(SessionRecommender):
                 out_codes.append(self.codes[loc][cols])
                 out_priority.append(-values.astype(np.float64))
         if self.backfill:
-            pop_rows, pop_codes, pop_rank = self.popularity.popular_candidates(sessions, k)
-            out_rows.append(pop_rows)
+            found = np.bincount(np.concatenate(out_rows), minlength=len(sessions)) if out_rows else np.zeros(len(sessions))
+            short = np.flatnonzero(found < k)  # sessions popularity has to fill up
+            pop_rows, pop_codes, pop_rank = self.popularity.popular_candidates(sessions.select(short), k)
+            out_rows.append(short[pop_rows])
             out_codes.append(pop_codes)
             out_priority.append(1.0 + pop_rank)  # behind every text candidate (their priority is < 0)
         if not out_rows:

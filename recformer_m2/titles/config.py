@@ -1,0 +1,130 @@
+"""Settings of the next-title generator (Amazon-M2 task 3): one typed dataclass, loaded by ``load_config``.
+
+Model sizes are named presets of :class:`transformers.MT5Config` for training from scratch with the
+catalog tokenizer; ``init`` names a local mT5 checkpoint folder instead (its own size and tokenizer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16),
+    "small": dict(d_model=128, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=32),
+    "base": dict(d_model=256, d_ff=512, num_layers=3, num_decoder_layers=3, num_heads=4, d_kv=64),
+}
+"""From-scratch mT5 shapes. ``tiny`` is for unit tests; ``small`` trains in minutes on 2 CPU cores."""
+
+
+TARGET_FORMATS: tuple[str, ...] = ("title", "edit")
+
+
+@dataclass
+class TitleConfig:
+    """Everything the title generator trains and generates with.
+
+    Override order: command line > ``--config`` JSON file > these defaults. Saved next to the model as
+    ``title_config.json`` so a model folder always generates the way it was validated.
+    """
+
+    # --- model ---------------------------------------------------------------------------------------
+    model_size: str = "small"
+    """A key of :data:`MODEL_SIZES` (ignored when ``init`` is set)."""
+    init: str | None = None
+    """Local folder of a pretrained mT5 checkpoint (``save_pretrained`` layout) to start from; it brings its
+    own tokenizer. Loaded with ``local_files_only``: nothing is ever downloaded."""
+    tokenizer: str | None = None
+    """Tokenizer folder for a from-scratch model; None trains one on the catalog's titles."""
+    vocab_size: int = 4000
+    """Pieces of the catalog tokenizer trained when ``tokenizer`` and ``init`` are None. Small vocabularies
+    make copying made-up brand names easier for a model trained from scratch."""
+    dropout: float = 0.0
+    """Dropout of a from-scratch model (mT5's own value is kept for ``init``)."""
+
+    # --- inputs --------------------------------------------------------------------------------------
+    k: int = 3
+    """Titles of the last ``k`` products of the session in the source, most recent first."""
+    attributes: tuple[str, ...] = ("title",)
+    """Attributes per product in the source; ``title`` first, then e.g. brand, color, size as ``| key value``."""
+    dedupe: bool = True
+    """Drop repeated views of a product from the source (its most recent view is kept)."""
+    max_source_length: int = 96
+    """Source tokens kept (the oldest titles are cut first, since the most recent comes first)."""
+    min_copy_share: float = 0.6
+    """Pairs are kept when at least this share of the target's words aligns with one of the source titles
+    (:func:`..edits.copy_share`), i.e. the next product continues a product line seen in the session, as
+    task-3 targets do (a new variant of a known line). Applies to training and validation pairs alike;
+    0 keeps every pair."""
+    max_target_length: int = 48
+    """Target tokens kept in training."""
+
+    target_format: str = "edit"
+    """``title``: the decoder writes the next title word piece by word piece; ``edit``: it writes an edit
+    script of one source title (``<t1> <k6> <d1> 16 <k1>``: keep 6 words, delete 1, write "16", keep 1;
+    see :mod:`recformer_m2.titles.edits`), expanded into the title after decoding. Keep codes make copying
+    one decision, which a small model trained from scratch learns in far fewer steps."""
+
+    # --- training ------------------------------------------------------------------------------------
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    batch_size: int = 48
+    max_steps: int = 1500
+    """Optimizer steps; ``max_epochs`` stops earlier when reached first."""
+    max_epochs: int = 20
+    max_minutes: float | None = 5.0
+    """Wall-clock cap on training (then the best validated weights are kept); None for no cap."""
+    eval_every: int = 250
+    """Validation every this many optimizer steps (and once at the end)."""
+    patience: int = 4
+    """Validations without improvement before early stopping."""
+    valid_fraction: float = 0.05
+    max_valid_per_locale: int = 400
+    """Validation split carved (seeded) from the training sessions; capped per locale."""
+    val_bleu_samples: int = 300
+    """Validation sessions decoded (greedy) for ``val_bleu``, the model-selection metric; 0 selects on
+    ``val_loss`` instead."""
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    num_threads: int | None = None
+    """torch intra-op threads for training and generation; None keeps torch's default."""
+    progress: bool = True
+    resume: bool = True
+    """Continue from ``OUT/checkpoints/last.ckpt`` when it exists."""
+
+    # --- LoRA (peft), for large pretrained checkpoints -----------------------------------------------
+    lora_r: int = 0
+    """LoRA rank; 0 trains every weight."""
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q", "v")
+
+    # --- generation ----------------------------------------------------------------------------------
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    max_new_tokens: int = 48
+    no_repeat_ngram_size: int = 0
+    edit_bias: float | None = None
+    """Added to the logit of the replace code ``<r>`` at every decoding step (``edit`` format): below 0 the
+    model edits only where it is confident, and otherwise repeats the title. None tunes it for validation
+    BLEU over ``edit_bias_grid`` after training (the chosen value is saved with the model)."""
+    edit_bias_grid: tuple[float, ...] = (1.0, 0.0, -1.0, -2.0, -3.0, -5.0)
+    generate_batch_size: int = 128
+
+    extra: dict[str, str] = field(default_factory=dict)
+    """Free-form notes recorded with the model (e.g. the data folder it was trained on)."""
+
+    def __post_init__(self) -> None:
+        self.attributes = tuple(self.attributes)
+        self.lora_target_modules = tuple(self.lora_target_modules)
+        self.edit_bias_grid = tuple(self.edit_bias_grid)
+        if self.init is None and self.model_size not in MODEL_SIZES:
+            raise ValueError(f"unknown model_size {self.model_size!r}; choose one of {sorted(MODEL_SIZES)}")
+        if self.k < 1:
+            raise ValueError(f"k ({self.k}) must be at least 1")
+        if not self.attributes or self.attributes[0] != "title":
+            raise ValueError(f"attributes ({self.attributes}) must start with 'title'")
+        if self.target_format not in TARGET_FORMATS:
+            raise ValueError(f"unknown target_format {self.target_format!r}; choose one of {TARGET_FORMATS}")
+        if self.num_beams < 1 or self.max_new_tokens < 1:
+            raise ValueError(f"num_beams ({self.num_beams}) and max_new_tokens ({self.max_new_tokens}) must be >= 1")

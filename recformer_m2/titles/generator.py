@@ -1,0 +1,92 @@
+"""``TitleGenerator``: a trained title model behind the ``fit(catalog, train)`` / ``generate(sessions)``
+contract of ``LastTitle``, saved and loaded as one folder (model, tokenizer, ``title_config.json``).
+
+    gen = TitleGenerator.from_pretrained("runs/titles").fit(data.catalog, data.train)
+    titles = gen.generate(data.test(3))      # one title per session
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from transformers import MT5ForConditionalGeneration, PreTrainedTokenizerBase
+
+from ..config import save_config
+from ..data import Catalog, Sessions
+from ..tokenizer import load_tokenizer
+from .config import TitleConfig
+from .inputs import session_inputs, source_titles
+from .model import check_loading, cpu_settings, decode, plain_model, to_titles
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "title_config.json"
+
+
+class TitleGenerator:
+    """Next-product titles from the titles of a session's last products (Amazon-M2 task 3)."""
+
+    name = "mt5"
+
+    def __init__(self, model: MT5ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, config: TitleConfig):
+        self.model = plain_model(model).eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.catalog: Catalog | None = None
+
+    def fit(self, catalog: Catalog, train: Sessions | None = None) -> "TitleGenerator":
+        """Attach the catalog the sessions' products are looked up in; the model is already trained
+        (see :func:`recformer_m2.titles.train_titles`), so ``train`` is not used."""
+        self.catalog = catalog
+        return self
+
+    def inputs(self, sessions: Sessions) -> tuple[list[str], list[list[str]]]:
+        """Source texts and the source titles (most recent first) of every session."""
+        if self.catalog is None:
+            raise RuntimeError("TitleGenerator.generate needs a catalog: call .fit(catalog, train) first")
+        return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe)
+
+    def generate(self, sessions: Sessions, batch_size: int | None = None, progress: bool = True) -> list[str]:
+        """One generated title per session, in the sessions' order."""
+        return self.generate_texts(*self.inputs(sessions), batch_size=batch_size, progress=progress)
+
+    def generate_texts(self, sources: list[str], titles: list[list[str]] | None = None, batch_size: int | None = None,
+                       progress: bool = True) -> list[str]:
+        """One generated title per source text (``<LOC> title <sep> title ...``); ``titles`` are the source
+        titles that edit scripts refer to (default: read back from the sources)."""
+        if titles is None:
+            titles = [source_titles(s) for s in sources]
+        with cpu_settings(self.config):
+            outputs = decode(self.model, self.tokenizer, sources, self.config, batch_size, progress)
+        return to_titles(outputs, titles, self.config)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write model weights, tokenizer and ``title_config.json`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        save_config(self.config, folder / CONFIG_FILE)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **overrides) -> "TitleGenerator":
+        """Load a folder written by :meth:`save_pretrained`; ``overrides`` replace generation settings
+        (e.g. ``num_beams=4``). Raises naming any weight the folder misses or does not expect."""
+        folder = Path(folder)
+        path = folder / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; is this a folder written by train_titles?")
+        values = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(TitleConfig)}
+        unknown = sorted(set(values) - known) + sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"{folder}: unknown TitleConfig field(s) {unknown}")
+        config = TitleConfig(**{**values, **overrides})
+        model, info = MT5ForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
+                                                                  output_loading_info=True)
+        check_loading(folder, info)
+        return cls(model, load_tokenizer(folder), config)

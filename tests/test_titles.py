@@ -1,0 +1,211 @@
+"""Title generation (task 3): source building, a tiny mT5 trained a few steps, save/load, heuristics, LoRA."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recformer_m2.constants import LOCALES
+from recformer_m2.data import M2Data
+from recformer_m2.heuristics import LastTitle
+from recformer_m2.tokenizer import train_tokenizer
+from recformer_m2.titles import TitleConfig, TitleGenerator, TrimmedTitle, fit_title_model
+from recformer_m2.titles.heuristics import WordSurvival, last_titles, trim
+from recformer_m2.titles.edits import copy_share, decode_edit, encode_edit
+from recformer_m2.titles.inputs import (
+    BucketBatches, PairCollator, ensure_tokens, session_sources, source_titles, training_pairs,
+)
+from recformer_m2.titles.model import TitleModule, add_lora, scratch_model
+
+from .conftest import write_m2_folder
+
+DE = LOCALES.index("DE")
+
+
+@pytest.fixture
+def toy(tmp_path, cache_dir) -> M2Data:
+    products = [(x, "DE", f"Marke {x} Kabel, Rot") for x in "ABCDE"] + [("F", "UK", "uk F"), ("C", "UK", "uk C")]
+    products[1] = ("B", "DE", "Marke B Kabel, Blau", "Acme")
+    sessions = [
+        (["A", "B"], "C", "DE"),
+        (["A", "F"], "D", "DE"),   # F has no DE row: skipped in the source
+        (["F"], "C", "UK"),
+        (["C"], "F", "DE"),        # F has no DE title: not a training pair
+    ]
+    tests = {3: [(["A", "B", "C", "D"], "DE"), (["C", "A", "C"], "DE"), (["F"], "DE"), (["C", "F"], "UK")]}
+    return M2Data(write_m2_folder(tmp_path / "toy", products, sessions, tests), cache_dir=cache_dir)
+
+
+def test_sources_most_recent_first_with_locale_tag_k_and_dedupe(toy):
+    test = toy.test(3)
+    assert session_sources(toy.catalog, test, k=2) == [
+        "<DE> Marke D Kabel, Rot <sep> Marke C Kabel, Rot",
+        "<DE> Marke C Kabel, Rot <sep> Marke A Kabel, Rot",   # C viewed twice: its latest view only
+        "<DE>",                                               # F is not sold in DE
+        "<UK> uk F <sep> uk C",
+    ]
+    assert session_sources(toy.catalog, test, k=1)[0] == "<DE> Marke D Kabel, Rot"
+    assert session_sources(toy.catalog, test, k=3, dedupe=False)[1] == (
+        "<DE> Marke C Kabel, Rot <sep> Marke A Kabel, Rot <sep> Marke C Kabel, Rot")
+    with_brand = session_sources(toy.catalog, test.select([0]), k=3, attributes=("title", "brand"))[0]
+    assert with_brand == "<DE> Marke D Kabel, Rot <sep> Marke C Kabel, Rot <sep> Marke B Kabel, Blau | brand Acme"
+
+
+def test_training_pairs_skip_sessions_without_titles(toy):
+    sources, targets, locales, titles = training_pairs(toy.catalog, toy.train, k=3)
+    assert sources == ["<DE> Marke B Kabel, Blau <sep> Marke A Kabel, Rot", "<DE> Marke A Kabel, Rot", "<UK> uk F"]
+    assert targets == ["Marke C Kabel, Rot", "Marke D Kabel, Rot", "uk C"]
+    assert locales == ["DE", "DE", "UK"]
+    assert titles == [["Marke B Kabel, Blau", "Marke A Kabel, Rot"], ["Marke A Kabel, Rot"], ["uk F"]]
+    assert [source_titles(s) for s in sources] == titles
+
+
+def test_edit_scripts_round_trip():
+    titles = ["Acme Pro Kabel, 2 m, Rot", "Zeta Lampe 1,8 m, Weiß"]
+    cases = {
+        "Acme Pro Kabel, 1 m, Rot": "<t1> <r> 2 <w> 1",
+        "Zeta Lampe 1,8 m, Schwarz": "<t2> <r> Weiß <w> Schwarz",     # the best-aligned title; 1,8 is one word
+        "Acme Pro Kabel, 2 m, Rot, 2er Pack": "<t1> <r> Rot <w> Rot , 2er Pack",  # insertions anchor on a word
+        "Neu Acme Pro Kabel, 2 m, Rot": "<t1> <r> Acme <w> Neu Acme",
+        "Acme Pro Kabel, 2 m": "<t1> <r> , Rot <w>",
+        "Acme Pro Kabel, 2 m, Rot": "<t1>",
+        "Acme Kabel, 2 m, 2 m": "<t1> <r> Pro <w> <r> Rot <w> 2 m",
+    }
+    for target, script in cases.items():
+        assert encode_edit(target, titles) == script and decode_edit(script, titles) == target
+    assert encode_edit("Kabel, 2 m, Rot, 2 m, Blau", ["Kabel, 2 m, Rot, 2 m, Rot"]) == "<t1> <r> Rot , 2 m , Rot <w> Rot , 2 m , Blau"
+    # Decoding is forgiving: no spaces around codes, unknown old words skipped, no codes = the last title.
+    assert decode_edit("<t1><r>2<w>3<r>Gelb<w>Blau", titles) == "Acme Pro Kabel, 3 m, Rot"
+    assert decode_edit("free text", titles) == titles[0] and decode_edit("<t9> <r> x <w> y", titles) == "x y"
+    assert copy_share("Acme Pro Kabel, 1 m, Rot", titles) == pytest.approx(7 / 8)
+    assert copy_share("Neu", titles) == 0.0 and copy_share("Neu", []) == 0.0
+
+
+@pytest.fixture(scope="module")
+def synth_data(tmp_path_factory):
+    from recformer_m2.synth import generate
+
+    folder = tmp_path_factory.mktemp("synth")
+    generate(folder / "data", "tiny", 0)
+    return M2Data(folder / "data", cache_dir=folder / "cache")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(synth_data, tmp_path_factory):
+    tok = train_tokenizer(synth_data.catalog.table["title"].tolist(), tmp_path_factory.mktemp("tok"), vocab_size=500)
+    ensure_tokens(tok)
+    return tok
+
+
+def test_truncation_keeps_the_locale_tag_and_most_recent_title(tokenizer):
+    collator = PairCollator(tokenizer, max_source_length=8, max_target_length=5)
+    source = "<DE> Marke Kabel Rot Blau Grün <sep> " + "Marke Kabel Gelb " * 10
+    src, tgt = collator.encode([source], ["Marke Kabel Rot Blau Grün Gelb Weiß"])
+    assert len(src[0]) == 8 and len(tgt[0]) == 5
+    assert src[0][0] == tokenizer.convert_tokens_to_ids("<DE>") and src[0][-1] == tokenizer.eos_token_id
+    batch = collator([(src[0], tgt[0]), (src[0][:3], tgt[0][:2])])
+    assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert batch["labels"][1].tolist() == tgt[0][:2] + [-100] * 3
+
+
+def test_bucket_batches_cover_every_pair_once_and_are_seeded():
+    lengths = list(np.random.default_rng(0).integers(1, 50, 103))
+    batches = list(BucketBatches(lengths, 10, seed=1, pool=3))
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert batches == list(BucketBatches(lengths, 10, seed=1, pool=3))
+
+
+TINY = dict(model_size="tiny", k=2, batch_size=16, lr=3e-3, warmup_steps=5, max_steps=40, eval_every=20,
+            max_minutes=None, val_bleu_samples=8, valid_fraction=0.1, max_new_tokens=12, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(synth_data, tokenizer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("titles")
+    tokenizer.save_pretrained(out / "tok")
+    config = TitleConfig(**TINY, tokenizer=str(out / "tok"))
+    return fit_title_model(synth_data.catalog, synth_data.train, out / "model", config), out / "model"
+
+
+def test_training_lowers_the_loss_and_records_metrics(trained):
+    _, folder = trained
+    log = pd.read_csv(next((folder / "logs").glob("*/metrics.csv")))
+    losses = log["train_loss"].dropna().to_numpy()
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["global_step"] == TINY["max_steps"] and "val_bleu" in metrics
+    assert (folder / "checkpoints" / "last.ckpt").exists()
+
+
+def test_generate_one_title_per_session_and_round_trip(trained, synth_data):
+    generator, folder = trained
+    sessions = synth_data.test(3)
+    titles = generator.generate(sessions, batch_size=7, progress=False)
+    assert len(titles) == len(sessions) and all(isinstance(t, str) for t in titles)
+    loaded = TitleGenerator.from_pretrained(folder).fit(synth_data.catalog)
+    assert loaded.generate(sessions, progress=False) == titles
+    beams = TitleGenerator.from_pretrained(folder, num_beams=3, no_repeat_ngram_size=2).fit(synth_data.catalog)
+    assert len(beams.generate(sessions.select(np.arange(5)), progress=False)) == 5
+
+
+def test_from_pretrained_refuses_a_folder_missing_weights(trained, tmp_path):
+    _, folder = trained
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(broken / "model.safetensors")
+    dropped = next(k for k in weights if "encoder.block.0" in k)
+    del weights[dropped]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="missing"):
+        TitleGenerator.from_pretrained(broken)
+    with pytest.raises(FileNotFoundError):
+        TitleGenerator.from_pretrained(tmp_path)
+
+
+def test_resume_continues_from_last_checkpoint(trained, synth_data):
+    _, folder = trained
+    config = TitleConfig(**{**TINY, "max_steps": 45}, tokenizer=str(folder.parent / "tok"))
+    fit_title_model(synth_data.catalog, synth_data.train, folder, config)
+    assert json.loads((folder / "metrics.json").read_text())["global_step"] == 45
+
+
+def test_lora_builds_and_trains_one_step(tokenizer):
+    config = TitleConfig(model_size="tiny", lora_r=4, lora_target_modules=("q", "v"))
+    model = add_lora(scratch_model(config, tokenizer), config, new_token_ids=[len(tokenizer) - 1])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "token_adapter" in n for n in trainable)
+    module = TitleModule(model, tokenizer, config)
+    optimizer = module.configure_optimizers()["optimizer"]
+    collator = PairCollator(tokenizer, 16, 8)
+    batch = collator(list(zip(*collator.encode(["<DE> Marke Kabel Rot"] * 2, ["Marke Kabel Blau"] * 2))))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    module.training_step(batch, 0).backward()
+    optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+    assert changed and changed <= trainable
+
+
+def test_trim_drops_words_that_rarely_survive():
+    survival = WordSurvival(prior_weight=0.0).fit(
+        ["Acme Kabel Rot", "Acme Kabel Blau", "Acme Kabel Rot"],
+        ["Acme Kabel Blau", "Acme Kabel Blau XL", "Acme Kabel Grün"],
+        np.array([DE, DE, DE]),
+    )
+    assert survival.rate(DE, "Acme") == 1.0 and survival.rate(DE, "Rot") == 0.0 and survival.rate(DE, "Blau") == 1.0
+    assert trim("Acme Kabel Rot", DE, survival, 0.5) == "Acme Kabel"
+    assert trim("Acme Kabel Rot", DE, survival, 0.0) == "Acme Kabel Rot"
+    assert survival.rate(DE, "Neu") == pytest.approx(7 / 9)  # unseen: the locale's rate (7 of 9 words kept)
+
+
+def test_trimmed_title_tunes_on_training_sessions_and_matches_last_title_untrimmed(synth_data):
+    catalog, train, test = synth_data.catalog, synth_data.train, synth_data.test(3)
+    tuned = TrimmedTitle(grid=(0.0, 0.3)).fit(catalog, train)
+    assert tuned.min_rate in (0.0, 0.3) and set(tuned.tuning) == {0.0, 0.3}
+    untrimmed = TrimmedTitle(min_rate=0.0).fit(catalog, train)
+    assert untrimmed.generate(test) == LastTitle().fit(catalog, train).generate(test) == last_titles(catalog, test)
