@@ -23,7 +23,7 @@ setup(
         "tqdm>=4.66",
         "matplotlib>=3.8",
         "scikit-learn>=1.4",
-        "lightgbm>=4.0",
+        "lightgbm>=4.5",
         "lightning>=2.2",
     ],
     extras_require={
