@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import resource
 import subprocess
 import sys
@@ -109,10 +110,11 @@ def main() -> None:
         wall, cpu = _total(r, "seconds"), _total(r, "cpu_seconds")
         print(f"{method:<14}{r['fit_seconds']:>7.0f} ({r['fit_cpu_seconds']:>4.0f})"
               f"{r['recommend_seconds']:>9.0f} ({r['recommend_cpu_seconds']:>4.0f}){wall:>9.0f} ({cpu:>4.0f})"
-              f"{r['peak_gib']:>10.2f}{r.get('mrr_task1', float('nan')):>12.4f}{r.get('mrr_task2', float('nan')):>8.4f}")
+              f"{r['peak_gib']:>10.2f}{r.get('mrr_task1', math.nan):>12.4f}{r.get('mrr_task2', math.nan):>8.4f}")
     if "textknn" in results:
         r = results["textknn"]
-        print(f"textknn peak RSS / {MEMORY_TARGET_GIB:.0f} GiB target: {r['peak_gib'] / MEMORY_TARGET_GIB:.2f} (<1 meets it)")
+        print(f"textknn peak RSS / {MEMORY_TARGET_GIB:.0f} GiB target: "
+              f"{r['peak_gib'] / MEMORY_TARGET_GIB:.2f} (<1 meets it)")
         if "covisitation" in results:
             c = results["covisitation"]
             print(f"textknn / covisitation, fit + recommend: wall {_total(r, 'seconds') / _total(c, 'seconds'):.2f}, "

@@ -25,6 +25,7 @@ held-out part of ``validation_split(train, valid_fraction, seed)``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,7 +137,16 @@ class RankerParams:
 
 
 class Hybrid(SessionRecommender):
-    """Candidates from ``sources`` ordered by a LightGBM LambdaRank model trained on held-out training sessions."""
+    """Candidates from ``sources`` ordered by a LightGBM LambdaRank model trained on held-out training sessions.
+
+    Features of a (session, candidate) row: ``{source}_rank`` and ``{source}_score`` per source (missing:
+    rank ``per_source``, score NaN), ``n_sources``; ``popularity`` (occurrences per 1000 sessions of the
+    locale) and ``log_popularity``; ``same_brand`` and ``price_ratio`` against the last item;
+    ``title_sim_last``, ``title_sim_max`` and ``related_steps_back`` (title TF-IDF cosine with the last item,
+    the best over the last three, and how many steps back that one is); with a ``covisitation`` source,
+    ``covis_last``, ``covis_max`` and ``covis_steps_back`` likewise from its item-to-item weights;
+    ``session_length`` and ``locale`` (categorical).
+    """
 
     name = "hybrid"
 
@@ -145,7 +155,7 @@ class Hybrid(SessionRecommender):
         sources: dict[str, SessionRecommender] | None = None,
         per_source: int = 100,
         valid_fraction: float = 0.2,
-        max_valid_per_locale: int | None = 20_000,
+        max_valid_per_locale: int | None = 10_000,
         seed: int = 0,
         refit: bool = True,
         ranker: RankerParams | None = None,
@@ -264,9 +274,13 @@ class Hybrid(SessionRecommender):
         )
         fit_kwargs: dict = {"categorical_feature": ["locale"]}
         if is_eval.any():
+            eval_X, eval_y = features[row_eval], labels[row_eval]
+            if "eval_X" in inspect.signature(lgb.LGBMRanker.fit).parameters:  # LightGBM >= 4.7
+                fit_kwargs.update(eval_X=(eval_X,), eval_y=(eval_y,))
+            else:
+                fit_kwargs.update(eval_set=[(eval_X, eval_y)])
             fit_kwargs.update(
-                eval_X=(features[row_eval],), eval_y=(labels[row_eval],), eval_group=[groups[is_eval]],
-                eval_at=[100], eval_metric="map",
+                eval_group=[groups[is_eval]], eval_at=[100], eval_metric="map",
                 callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
             )
         train_groups = np.bincount(session[row_train], minlength=len(groups))[~is_eval]
@@ -296,9 +310,10 @@ class Hybrid(SessionRecommender):
         n_sources = np.zeros(len(keys), dtype=np.float32)
         for name, (r, c, rank, score) in proposals.items():
             at = np.searchsorted(keys, r * num + c)
-            columns[f"{name}_rank"] = np.full(len(keys), self.per_source, dtype=np.float32)  # missing: one past the last
+            # Missing: rank one past the last, score NaN (LightGBM's own missing value).
+            columns[f"{name}_rank"] = np.full(len(keys), self.per_source, dtype=np.float32)
             columns[f"{name}_rank"][at] = rank
-            columns[f"{name}_score"] = np.full(len(keys), np.nan, dtype=np.float32)  # missing: NaN (LightGBM's own)
+            columns[f"{name}_score"] = np.full(len(keys), np.nan, dtype=np.float32)
             columns[f"{name}_score"][at] = score
             n_sources[at] += 1
         columns["n_sources"] = n_sources

@@ -221,7 +221,7 @@ class TextKNN(SessionRecommender):
                 out_codes.append(self.codes[loc][cols])
                 out_priority.append(-values.astype(np.float64))
         if self.backfill:
-            found = np.bincount(np.concatenate(out_rows), minlength=len(sessions)) if out_rows else np.zeros(len(sessions))
+            found = np.bincount(np.concatenate(out_rows or [np.zeros(0, np.int64)]), minlength=len(sessions))
             short = np.flatnonzero(found < k)  # sessions popularity has to fill up
             pop_rows, pop_codes, pop_rank = self.popularity.popular_candidates(sessions.select(short), k)
             out_rows.append(short[pop_rows])

@@ -129,7 +129,8 @@ def test_test_ground_truth_never_reaches_the_ranker(tiny_folder, fitted, tmp_pat
         truth[column] = rng.choice(ids, len(truth)) if task < 3 else rng.permutation(truth[column].to_numpy())
         truth.to_csv(garbled / f"gt_task{task}.csv", index=False)
     other = M2Data(garbled, cache_dir=tmp_path / "cache")
-    assert not other.truth(1)["next_item"].equals(M2Data(tiny_folder, cache_dir=tmp_path / "cache").truth(1)["next_item"])
+    original = M2Data(tiny_folder, cache_dir=tmp_path / "cache")
+    assert not other.truth(1)["next_item"].equals(original.truth(1)["next_item"])
     refitted = Hybrid(valid_fraction=0.3, seed=0).fit(other.catalog, other.train)
     for task in (1, 2):
         np.testing.assert_array_equal(refitted.recommend(other.test(task), progress=False),
@@ -150,7 +151,8 @@ def test_recommend_shapes_exclusions_and_locales(tiny, fitted):
             assert (tiny.catalog.rows(got, loc) >= 0).all()
     importance = fitted.feature_importance()
     assert set(importance.index) == set(fitted.feature_names) and (importance >= 0).all()
-    assert {"covisitation_rank", "textknn_score", "same_brand", "price_ratio", "title_sim_last"} <= set(importance.index)
+    expected = {"covisitation_rank", "textknn_score", "same_brand", "price_ratio", "title_sim_last"}
+    assert expected <= set(importance.index)
 
 
 def test_deterministic_with_a_seed(tiny, fitted):
@@ -198,7 +200,8 @@ class RecommendOnly:
 
 def test_prefitted_recommend_only_source(tiny):
     outside = RecommendOnly(CoVisitation(window=1).fit(tiny.catalog, tiny.train))
-    model = Hybrid(sources={**default_sources(), "outside": outside}, fitted=["outside"], valid_fraction=0.3, per_source=10)
+    sources = {**default_sources(), "outside": outside}
+    model = Hybrid(sources=sources, fitted=["outside"], valid_fraction=0.3, per_source=10)
     model.fit_sources(tiny.catalog, tiny.train)
     sessions = tiny.test(1)
     rows, codes, features = model.features(sessions)

@@ -85,7 +85,7 @@ def encode_edit(target: str, titles: list[str]) -> str:
             else:
                 out += [REPLACE, WITH, *new]
                 continue
-        while find(source, source[i1:i2], pos) != i1:  # widen until the first match is this one
+        while i1 > pos and find(source, source[i1:i2], pos) != i1:  # widen until the first match is this one
             i1 -= 1
             new = source[i1:i1 + 1] + new
         out += [REPLACE, *source[i1:i2], WITH, *new]

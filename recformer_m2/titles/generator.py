@@ -88,5 +88,5 @@ class TitleGenerator:
         config = TitleConfig(**{**values, **overrides})
         model, info = MT5ForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
                                                                   output_loading_info=True)
-        check_loading(folder, info)
+        check_loading(folder, info, model.config.tie_word_embeddings)
         return cls(model, load_tokenizer(folder), config)

@@ -19,7 +19,7 @@ from transformers import MT5Config, MT5ForConditionalGeneration, PreTrainedToken
 
 from ..metrics import title_bleu
 from .config import MODEL_SIZES, TitleConfig
-from .edits import REPLACE, decode_edit
+from .edits import decode_edit
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,16 @@ def pretrained_model(folder: str | Path, tokenizer: PreTrainedTokenizerBase) -> 
     """A local mT5 checkpoint, its embeddings resized when tokens were added to its tokenizer."""
     model, info = MT5ForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
                                                               output_loading_info=True)
-    check_loading(folder, info)
+    check_loading(folder, info, model.config.tie_word_embeddings)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     return model
 
 
-def check_loading(folder: str | Path, info: dict) -> None:
-    """Raise naming the weights a load missed or did not expect (tied ``lm_head`` copies excepted)."""
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith("lm_head.weight")]
+def check_loading(folder: str | Path, info: dict, tied: bool) -> None:
+    """Raise naming the weights a load missed or did not expect (``lm_head`` excepted when it is tied to
+    the input embeddings, as it is then not stored)."""
+    missing = [k for k in info.get("missing_keys", []) if not (tied and k.endswith("lm_head.weight"))]
     unexpected = list(info.get("unexpected_keys", []))
     mismatched = list(info.get("mismatched_keys", []))
     if missing or unexpected or mismatched:
@@ -77,13 +78,16 @@ def check_loading(folder: str | Path, info: dict) -> None:
 
 
 def add_lora(model: MT5ForConditionalGeneration, config: TitleConfig, new_token_ids: list[int]):
-    """Wrap the model in LoRA adapters on ``lora_target_modules``; added tokens' embeddings train too."""
+    """Wrap the model in LoRA adapters on ``lora_target_modules``. Added tokens' embeddings train too, and
+    so does an untied ``lm_head`` then, since the decoder must learn to write the added edit codes."""
     from peft import LoraConfig, get_peft_model
 
+    untied = not model.config.tie_word_embeddings
     lora = LoraConfig(
         task_type="SEQ_2_SEQ_LM", r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_target_modules),
         trainable_token_indices={"shared": new_token_ids} if new_token_ids else None,
+        modules_to_save=["lm_head"] if new_token_ids and untied else None,
     )
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -107,8 +111,6 @@ def generation_kwargs(config: TitleConfig, tokenizer: PreTrainedTokenizerBase) -
         kwargs.update(length_penalty=config.length_penalty, early_stopping=True)
     if config.no_repeat_ngram_size > 0:
         kwargs["no_repeat_ngram_size"] = config.no_repeat_ngram_size
-    if config.target_format == "edit" and config.edit_bias:
-        kwargs["sequence_bias"] = {(tokenizer.convert_tokens_to_ids(REPLACE),): float(config.edit_bias)}
     return kwargs
 
 

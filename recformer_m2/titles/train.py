@@ -2,13 +2,12 @@
 
 ``OUT/`` receives the final model folder (weights, tokenizer, ``title_config.json``, ``metrics.json``);
 ``OUT/checkpoints/`` the Lightning checkpoints (``best.ckpt`` by the selection metric, ``last.ckpt``
-for resuming) and the tokenizer trained for the run; ``OUT/logs/`` the CSV training log.
+for resuming); ``OUT/run/`` the run's config and the tokenizer trained for it; ``OUT/logs/`` the CSV log.
 The test ground truth is never read: model selection uses sessions held out from ``sessions_train``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -53,13 +52,13 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     """Train on ``train`` (a validation split is carved from it, seeded), save to ``out_dir`` and return the
     generator, attached to ``catalog`` and ready to ``generate``."""
     out = Path(out_dir)
-    ckpt_dir = out / CHECKPOINTS
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, ckpt_dir / CONFIG_FILE)
+    ckpt_dir, run_dir = out / CHECKPOINTS, out / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
     L.seed_everything(config.seed, workers=True, verbose=False)
     fit_idx, valid_idx = validation_split(train, config.valid_fraction, config.seed, config.max_valid_per_locale)
-    fit_pairs = training_pairs(catalog, train.select(fit_idx), config.k, config.attributes, config.dedupe)
-    val_pairs = training_pairs(catalog, train.select(valid_idx), config.k, config.attributes, config.dedupe)
+    fit_pairs, val_pairs = (training_pairs(catalog, train.select(idx), config.k, config.attributes, config.dedupe)
+                            for idx in (fit_idx, valid_idx))
     if config.min_copy_share > 0:
         fit_pairs, val_pairs = continued_lines(fit_pairs, config), continued_lines(val_pairs, config)
     if not fit_pairs[0] or not val_pairs[0]:
@@ -67,7 +66,7 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
                          "pairs (sessions whose next item and an earlier item have titles in the locale)")
     logger.info("title pairs: %d training, %d validation (K=%d)", len(fit_pairs[0]), len(val_pairs[0]), config.k)
 
-    tokenizer = title_tokenizer(catalog, config, ckpt_dir / "tokenizer")
+    tokenizer = title_tokenizer(catalog, config, run_dir / "tokenizer")
     vocab_before = len(tokenizer)
     ensure_tokens(tokenizer, edit_tokens(config.k) if config.target_format == "edit" else [])
     new_ids = list(range(vocab_before, len(tokenizer)))
@@ -88,7 +87,7 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     val_texts = tuple([part[i] for i in pick] for part in val_pairs) if n_bleu else None
     module = TitleModule(model, tokenizer, config, val_texts)
 
-    monitor, mode = ("val_bleu", "max") if val_texts else ("val_loss", "min")
+    monitor, mode = (config.select_on, "max" if config.select_on == "val_bleu" else "min")
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
                                  save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
@@ -96,8 +95,8 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,
         val_check_interval=config.eval_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)],
-        logger=CSVLogger(out, name="logs"), log_every_n_steps=min(20, len(fit_loader)), gradient_clip_val=config.max_grad_norm or None,
-        enable_progress_bar=config.progress, enable_model_summary=False,
+        logger=CSVLogger(out, name="logs"), log_every_n_steps=min(20, len(fit_loader)),
+        gradient_clip_val=config.max_grad_norm or None, enable_progress_bar=config.progress, enable_model_summary=False,
     )
     resume = "last" if config.resume and (ckpt_dir / "last.ckpt").exists() else None
     start = time.perf_counter()
@@ -107,11 +106,11 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
         final = trainer.validate(module, val_loader, verbose=False)[0]
         metrics = select_weights(module, checkpoint, monitor, mode, final)
     generator = TitleGenerator(module.model, tokenizer, config).fit(catalog)
-    if config.target_format == "edit" and config.edit_bias is None:
-        metrics["edit_bias"], metrics["edit_bias_bleu"] = tune_edit_bias(generator, val_pairs, config)
     generator.save_pretrained(out)
-    record = {"train_seconds": round(seconds, 1), "total_seconds": round(time.perf_counter() - start, 1),
-              "global_step": trainer.global_step,
+    if val_texts:  # the copy baseline on the same validation sessions, for comparison
+        last = [titles[0] for titles in val_texts[3]]
+        metrics["val_bleu_last_title"] = float(title_bleu(last, val_texts[1], val_texts[2]).loc["overall", "BLEU"])
+    record = {"train_seconds": round(seconds, 1), "global_step": trainer.global_step,
               "train_pairs": len(fit_data), "valid_pairs": len(val_data), **metrics}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     logger.info("title model: %d steps in %.0f s, %s; saved to %s", trainer.global_step, seconds,
@@ -133,23 +132,6 @@ def decoder_targets(pairs: tuple[list, ...], config: TitleConfig) -> list[str]:
     return targets
 
 
-def tune_edit_bias(generator: TitleGenerator, pairs: tuple[list, ...], config: TitleConfig,
-                   limit: int = 600) -> tuple[float, dict[float, float]]:
-    """The ``edit_bias_grid`` value with the best validation BLEU (ties: the one closest to 0)."""
-    pick = np.sort(np.random.default_rng(config.seed + 1).choice(len(pairs[0]), min(limit, len(pairs[0])),
-                                                                  replace=False))
-    sources, targets, locales, titles = ([part[i] for i in pick] for part in pairs)
-    scores = {}
-    for bias in config.edit_bias_grid:
-        generator.config = dataclasses.replace(config, edit_bias=bias)
-        hyps = generator.generate_texts(sources, titles, progress=False)
-        scores[bias] = float(title_bleu(hyps, targets, locales).loc["overall", "BLEU"])
-    best = max(scores, key=lambda b: (scores[b], -abs(b)))
-    generator.config = dataclasses.replace(config, edit_bias=best)
-    logger.info("edit_bias: validation BLEU %s -> %.1f", {b: round(v, 4) for b, v in scores.items()}, best)
-    return best, scores
-
-
 def select_weights(module: TitleModule, checkpoint: ModelCheckpoint, monitor: str, mode: str,
                    final: dict[str, Any]) -> dict[str, Any]:
     """Keep the final weights or the best checkpoint's, whichever scores better on ``monitor``."""
@@ -161,7 +143,8 @@ def select_weights(module: TitleModule, checkpoint: ModelCheckpoint, monitor: st
         module.load_state_dict(state, strict=True)
         logger.info("keeping the best checkpoint (%s %.4f) over the final weights (%.4f)", monitor, float(best),
                     final_score)
-        return {monitor: float(best), "selected": "best checkpoint", **{f"final_{k}": float(v) for k, v in final.items()}}
+        finals = {f"final_{k}": float(v) for k, v in final.items()}
+        return {monitor: float(best), "selected": "best checkpoint", **finals}
     return {**{k: float(v) for k, v in final.items()}, "selected": "final weights"}
 
 
