@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .batching import length_grouped
 from .config import load_config, save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions, validation_split
@@ -59,6 +60,9 @@ class FinetuneConfig:
     num_negatives: int | None = None
     """None: full softmax over the item table; else this many sampled negatives (never the positive)."""
     max_grad_norm: float = 1.0
+    group_by_length: int = 50
+    """Sort training sessions by length within windows of this many batches, then shuffle the batches
+    (:func:`~recformer_m2.batching.length_grouped`): less padding per batch; 0 or 1 keeps a random order."""
     encode_batch_size: int = 128
     lora: bool = False
     """Train LoRA adapters on the attention projections instead of all weights (peft); merged into ``best``."""
@@ -192,6 +196,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
     if stage == 2:
         table = torch.load(out / "checkpoints" / STAGE1_BEST, map_location="cpu", weights_only=False)["table"]
     session_texts = session_items(catalog, data.train)
+    session_lengths = np.array([len(items) for items in session_texts])
     for epoch in range(state["epoch"], epochs):
         if state["bad_epochs"] >= config.patience:
             logger.info("stage %d: no better validation MRR@100 for %d epoch(s); stopping", stage, config.patience)
@@ -200,8 +205,10 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             table = encoder.encode_items(data.items, progress=True)
             model.train()
         model.set_item_embeddings(torch.from_numpy(table))
-        generator = torch.Generator().manual_seed(config.seed * 1000 + stage * 100 + epoch)
-        order = torch.randperm(len(data.train), generator=generator).numpy()
+        rng = np.random.default_rng([config.seed, stage, epoch])
+        order = rng.permutation(len(data.train))
+        if config.group_by_length > 1:
+            order = length_grouped(order, session_lengths, config.batch_size, config.group_by_length, rng)
         model.train()
         losses = []
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"stage {stage} epoch {epoch + 1}/{epochs}")

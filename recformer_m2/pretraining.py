@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .batching import length_grouped
 from .config import save_config
 from .constants import LOCALES
 from .data import Catalog, M2Data, Sessions, validation_split
@@ -145,6 +146,10 @@ class PretrainConfig:
     """Newest checkpoints kept; older ones are deleted once a newer one is complete."""
     num_workers: int = 0
     """DataLoader worker processes per rank that collate batches."""
+    group_by_length: int = 50
+    """Sort training examples by session length within windows of this many optimizer steps, then shuffle
+    the steps (:func:`~recformer_m2.batching.length_grouped`): batches pad less, which halved the step time
+    of ``small`` on CPU. 0 or 1 keeps the plain random order."""
     seed: int = 0
     """Seed of the model initialisation, data order, masking and dropout."""
 
@@ -276,17 +281,22 @@ class PretrainDataset(Dataset):
 
 
 def epoch_batches(num_examples: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int,
-                  accumulation: int = 1) -> np.ndarray:
+                  accumulation: int = 1, lengths: np.ndarray | None = None, group_window: int = 0) -> np.ndarray:
     """``(micro-batches, batch_size)`` example indices of one rank in one epoch: a pure function of its arguments.
 
     The epoch's permutation is cut into optimizer steps of ``batch_size * world_size * accumulation``
     examples (the incomplete last one is dropped, so every rank sees the same number of equal batches
     and every optimizer step the same number of micro-batches); micro-batch ``m`` of rank ``r`` is
-    the ``r``-th slice of the ``m``-th chunk.
+    the ``r``-th slice of the ``m``-th chunk. With ``lengths`` and ``group_window > 1`` the permutation
+    is first :func:`~recformer_m2.batching.length_grouped` by optimizer step, so a step's micro-batches
+    (on every rank) pad to similar lengths.
     """
     per_step = batch_size * world_size * accumulation
     steps = num_examples // per_step
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(num_examples)
+    if lengths is not None and group_window > 1:
+        order = length_grouped(order, lengths, per_step, group_window, rng)
     chunks = order[: steps * per_step].reshape(steps * accumulation, world_size, batch_size)
     return np.ascontiguousarray(chunks[:, rank])
 
@@ -782,6 +792,7 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     gas = config.gradient_accumulation_steps
     collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
     train_set = PretrainDataset(data.catalog, data.train)
+    train_lengths = np.minimum(np.diff(data.train.offsets), module.config.max_item_embeddings - 1)  # items kept
     eval_collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
     eval_bs = max(1, min(config.eval_batch_size, len(data.valid) // env.world_size))
     valid_batches = MicroBatches(
@@ -792,7 +803,8 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     if len(valid_batches) == 0:
         raise ValueError(f"{len(data.valid)} validation examples cannot give each of {env.world_size} rank(s) a batch")
     run_facts = {"world_size": env.world_size, "batch_size": config.batch_size, "gradient_accumulation_steps": gas,
-                 "seed": config.seed, "num_train_examples": len(data.train), "steps_per_epoch": steps_per_epoch}
+                 "seed": config.seed, "group_by_length": config.group_by_length, "num_train_examples": len(data.train),
+                 "steps_per_epoch": steps_per_epoch}
 
     step = 0
     tag = latest_tag(checkpoint_dir)
@@ -837,7 +849,7 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
         epoch, step_in_epoch = divmod(step, steps_per_epoch)
         batches = MicroBatches(train_set, collator,
                                epoch_batches(len(data.train), config.batch_size, env.world_size, env.rank,
-                                             config.seed, epoch, gas),
+                                             config.seed, epoch, gas, train_lengths, config.group_by_length),
                                (config.seed, epoch, env.rank))
         for micro, batch in enumerate(batch_loader(batches, step_in_epoch * gas, config.num_workers,
                                                    env.device.type == "cuda"), start=step_in_epoch * gas):
