@@ -1,0 +1,156 @@
+"""Typed pretraining config and the Recformer config it builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+from ..constants import LOCALES
+from ..models import RecformerConfig
+from ..tokenizer import special_token_ids
+
+CHECKPOINTS = "checkpoints"
+"""Sub-folder of the output folder holding DeepSpeed checkpoints, their ``latest`` file, config and tokenizer."""
+FINAL = "final"
+"""Sub-folder of the output folder with the finished model: a plain ``save_pretrained`` folder."""
+METRICS_FILE = "metrics.jsonl"
+"""Validation history, one JSON record per validation, in the output folder."""
+LATEST = "latest"
+"""DeepSpeed's name for the file holding the tag of the newest complete checkpoint."""
+TAG_PREFIX = "step_"
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run is set by. Override order: command line > ``--config`` JSON > these defaults.
+
+    The model fields build the :class:`RecformerConfig` (:func:`model_config`); with ``--init`` the
+    architecture comes from the init folder instead. DeepSpeed's JSON keeps what only DeepSpeed knows
+    (ZeRO stage and buckets, Adam betas and eps, fp16 loss scaling); batch size, accumulation,
+    clipping, learning rate, weight decay, warmup, total steps and precision belong to this config
+    and are written into DeepSpeed's JSON where it says ``"auto"`` (:func:`deepspeed_config`).
+    """
+
+    # --- data ---
+    locales: list[str] = field(default_factory=lambda: ["UK", "DE", "JP"])
+    """Locales whose training sessions are trained on."""
+    zero_shot_locales: list[str] = field(default_factory=lambda: ["ES", "FR", "IT"])
+    """Locales never trained on whose held-out sessions are also scored by retrieval (zero-shot transfer)."""
+    valid_fraction: float = 0.05
+    """Share of training sessions held out for validation (:func:`~recformer_m2.data.validation_split`)."""
+    max_valid_per_locale: int = 2000
+    """Cap on held-out sessions per locale (the rest of the drawn ones go back to training)."""
+    split_seed: int = 0
+    """Seed of the validation split (kept apart from ``seed`` so runs with other seeds score the same sessions)."""
+    # --- tokenizer (only used when the run trains its own) ---
+    vocab_size: int = 16000
+    """Size asked of the catalog tokenizer trained when no ``--tokenizer`` or ``--init`` is given (a soft limit)."""
+    # --- model: fields of RecformerConfig ---
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    attention_window: int = 64
+    """Local attention window of every layer (even)."""
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_token_num: int = 1024
+    """Most tokens per session, CLS included (also the size of the token-position table)."""
+    max_attr_num: int = 12
+    max_attr_length: int = 32
+    max_item_embeddings: int = 51
+    pooler_type: str = "cls"
+    temperature: float = 0.05
+    mlm_weight: float = 0.1
+    item_cl_weight: float = 1.0
+    # --- masking ---
+    mlm_probability: float = 0.15
+    whole_word_masking: bool = True
+    # --- optimisation ---
+    batch_size: int = 16
+    """Micro-batch size per rank (DeepSpeed's ``train_micro_batch_size_per_gpu``)."""
+    gradient_accumulation_steps: int = 1
+    lr: float = 5e-5
+    """Peak learning rate, reached after ``warmup_steps`` and decayed linearly to 0 at the last step."""
+    weight_decay: float = 0.01
+    """AdamW weight decay, not applied to biases and LayerNorm weights."""
+    warmup_steps: int = 1000
+    max_steps: int = 0
+    """Optimizer steps to train; 0 trains ``epochs`` full epochs instead."""
+    epochs: int = 1
+    max_grad_norm: float = 1.0
+    """Gradient clipping (DeepSpeed's ``gradient_clipping``); 0 disables it."""
+    precision: str = "auto"
+    """``auto`` (bf16 on GPUs that support it, else fp16; fp32 on CPU), ``bf16``, ``fp16`` or ``fp32``.
+    On CPU it is always fp32."""
+    # --- side work ---
+    log_every: int = 10
+    eval_every: int = 1000
+    """Validate every this many optimizer steps (and always at the end)."""
+    eval_at_start: bool = True
+    """Also validate the initial weights (step 0) of a fresh run, a baseline to read the history against."""
+    eval_batch_size: int = 32
+    """Micro-batch size per rank of the held-out losses."""
+    encode_batch_size: int = 128
+    """Items or sessions encoded at once for retrieval (large batches amortise Longformer's per-call cost)."""
+    max_retrieval_sessions: int = 1000
+    """Held-out sessions per locale scored by next-item retrieval (Recall@K, rank 0); 0 skips retrieval."""
+    recall_ks: list[int] = field(default_factory=lambda: [10, 100])
+    save_every: int = 1000
+    """Checkpoint every this many optimizer steps (and always at the end)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept; older ones are deleted once a newer one is complete."""
+    num_workers: int = 0
+    """DataLoader worker processes per rank that collate batches."""
+    group_by_length: int = 50
+    """Sort training examples by session length within windows of this many optimizer steps, then shuffle
+    the steps (:func:`~recformer_m2.batching.length_grouped`): batches pad less, which halved the step time
+    of ``small`` on CPU. 0 or 1 keeps the plain random order."""
+    seed: int = 0
+    """Seed of the model initialisation, data order, masking and dropout."""
+
+    def __post_init__(self) -> None:
+        for name in ("locales", "zero_shot_locales"):
+            unknown = sorted(set(getattr(self, name)) - set(LOCALES))
+            if unknown:
+                raise ValueError(f"{name} has unknown locale(s) {unknown}; choose from {list(LOCALES)}")
+        if not self.locales:
+            raise ValueError("locales is empty: name at least one locale to train on")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "eval_every", "save_every",
+                    "log_every", "keep_checkpoints", "warmup_steps", "encode_batch_size")
+        bad = {name: getattr(self, name) for name in positive if getattr(self, name) < 1}
+        if bad:
+            raise ValueError(f"these settings must be at least 1: {bad}")
+        if self.max_steps < 0 or (self.max_steps == 0 and self.epochs < 1):
+            raise ValueError(f"train for max_steps > 0 or epochs >= 1 (got max_steps={self.max_steps}, "
+                             f"epochs={self.epochs})")
+
+
+def model_config(config: PretrainConfig, tokenizer) -> RecformerConfig:
+    """The Recformer architecture of a fresh run: the model fields of ``config``, ids and size of ``tokenizer``."""
+    ids = special_token_ids(tokenizer, ("pad", "cls", "eos", "sep", "mask"))
+    return RecformerConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=ids["pad"],
+        bos_token_id=ids["cls"],
+        eos_token_id=ids["eos"],
+        sep_token_id=ids["sep"],
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        attention_window=config.attention_window,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+        max_position_embeddings=config.max_token_num,
+        max_token_num=config.max_token_num,
+        max_attr_num=config.max_attr_num,
+        max_attr_length=config.max_attr_length,
+        max_item_embeddings=config.max_item_embeddings,
+        pooler_type=config.pooler_type,
+        temperature=config.temperature,
+        mlm_weight=config.mlm_weight,
+        item_cl_weight=config.item_cl_weight,
+    )
