@@ -1,19 +1,20 @@
 """Task-3 benchmark: next-title BLEU per locale and generation speed, against Last Product Title.
 
 On synthetic ``--scale`` data (generated into ``--work`` unless ``--data`` names a folder) it fits the
-heuristics on the training sessions, trains the mT5 title generator once per ``--k`` value (or loads
-``--model`` folders), and prints
+heuristics on the training sessions, trains the mT5 title generator once through the main job's stage
+(:func:`recformer_m2.titles.ablation.title_stage`: one model, K drawn per training pair) or loads a
+``--model`` folder, and prints
 
 - BLEU per locale and overall on the task-3 test file (``data.test(3)`` against ``data.truth(3)``),
-  one row per method: last-title (the named baseline), trimmed-title, mt5 K=...;
+  one row per method: last-title (the named baseline), trimmed-title, mt5 (K=...) for every ``--k``;
 - generation speed in titles per second on this machine, with the ratio to LastTitle's speed;
-- training time of each mT5 model, and a few generations next to the ground truth.
+- the training time, and a few generations next to the ground truth.
 
-The ground truth is only used for scoring: models are selected on sessions held out from training.
+The ground truth is only used for scoring: models are selected and tuned on sessions held out from
+training (``TitleConfig.valid_by``).
 
-    python bench/bench_titles.py --work /tmp/m2-titles                 # K=3, default config
-    python bench/bench_titles.py --work /tmp/m2-titles --k 1 2 3       # the paper's K ablation
-    python bench/bench_titles.py --data data/small --model runs/titles  # a trained folder
+    python bench/bench_titles.py --work /tmp/m2-titles                       # K = 1, 2, 3, default config
+    python bench/bench_titles.py --data data/small --model runs/titles --k 3  # a trained folder
 """
 
 from __future__ import annotations
@@ -44,18 +45,19 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/m2-bench-titles")
     parser.add_argument("--scale", default="small")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, nargs="+", default=[3], help="K values to train and compare")
-    parser.add_argument("--model", nargs="*", default=None, help="trained model folders instead of training")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3], help="K values to compare")
+    parser.add_argument("--model", default=None, help="a trained model folder instead of training")
     parser.add_argument("--config", default=None, help="TitleConfig JSON for training")
-    parser.add_argument("--beams", type=int, default=4, help="also time beam search with this many beams (0: skip)")
-    parser.add_argument("--examples", type=int, default=8)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON", help="TitleConfig overrides")
     args = parser.parse_args()
 
+    from recformer_m2.config import load_config
     from recformer_m2.constants import LOCALES
     from recformer_m2.data import M2Data
     from recformer_m2.heuristics import LastTitle
     from recformer_m2.metrics import title_bleu
-    from recformer_m2.titles import TitleGenerator, TrimmedTitle, train_titles
+    from recformer_m2.titles import TitleConfig, TitleGenerator, TrimmedTitle, title_stage
+    from recformer_m2.titles.ablation import pick_examples
 
     work = Path(args.work)
     if args.data:
@@ -71,53 +73,59 @@ def main() -> None:
     refs = data.truth(3)["next_item_title"].fillna("").tolist()
     locales = [LOCALES[x] for x in test.locale]
 
-    titles: dict[str, list[str]] = {}
-    speed: dict[str, float] = {}
-    notes: dict[str, str] = {}
+    tables, speed, notes = [], {}, {}
     for name, method in ((BASELINE, LastTitle()), ("trimmed-title", TrimmedTitle())):
         method, fit_seconds = timed(method.fit, catalog, train)
-        titles[name], seconds = timed(method.generate, test)
+        titles, seconds = timed(method.generate, test)
         speed[name] = len(test) / max(seconds, 1e-9)
         notes[name] = f"fit {fit_seconds:.1f} s" + (f", min_rate {method.min_rate}" if name != BASELINE else "")
+        table = title_bleu(titles, refs, locales)
+        table.insert(0, "method", name)
+        tables.append(table.reset_index())
+        if name == BASELINE:
+            last = titles
 
-    folders = [Path(m) for m in args.model] if args.model else []
-    if not folders:
+    if args.model:
+        generator = TitleGenerator.from_pretrained(args.model).fit(catalog)
+        generated = {}
         for k in args.k:
-            out = work / f"titles-k{k}"
-            if not (out / "metrics.json").exists():
-                train_titles(folder, out, args.config, {"k": k})
-            folders.append(out)
-    for out in folders:
-        generator = TitleGenerator.from_pretrained(out).fit(catalog)
-        name = f"mt5 K={generator.config.k}"
-        titles[name], seconds = timed(generator.generate, test)
-        speed[name] = len(test) / seconds
-        record = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-        notes[name] = (f"trained {record.get('train_seconds', float('nan')):.0f} s, {record.get('global_step')} steps, "
-                       f"val_bleu {record.get('val_bleu', float('nan')):.4f}")
-        if args.beams > 1:
-            beam = TitleGenerator.from_pretrained(out, num_beams=args.beams).fit(catalog)
-            beam_name = f"{name} beams={args.beams}"
-            titles[beam_name], seconds = timed(beam.generate, test)
-            speed[beam_name] = len(test) / seconds
+            generated[k], seconds = timed(generator.with_k(k).generate, test)
+            speed[f"mt5 (K={k})"] = len(test) / seconds
+            table = title_bleu(generated[k], refs, locales)
+            table.insert(0, "method", f"mt5 (K={k})")
+            tables.append(table.reset_index())
+        examples = pick_examples(last, generated[max(args.k)], refs, locales, 2, args.seed)
+        record = json.loads((Path(args.model) / "metrics.json").read_text())
+        notes["mt5"] = f"trained {record.get('train_seconds')} s"
+    else:
+        overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+        config = load_config(TitleConfig, args.config, overrides)
+        result = title_stage(data, train, test, refs, work / "titles-stage", config, ks=tuple(args.k))
+        tables.append(result.table)
+        examples = result.examples
+        speed[f"mt5 (K={max(args.k)})"] = result.titles_per_second
+        record = json.loads((result.model_dir / "metrics.json").read_text())
+        notes[f"mt5 (K={max(args.k)})"] = (
+            f"trained {result.train_seconds:.0f} s, {record.get('global_step')} steps, "
+            f"edit_gate {record.get('edit_gate')}")
 
-    table = pd.DataFrame({name: title_bleu(hyps, refs, locales)["BLEU"] for name, hyps in titles.items()}).T
-    table = table[[c for c in (*LOCALES, "overall") if c in table.columns]]
+    long = pd.concat(tables, ignore_index=True)
+    table = long.pivot(index="method", columns="locale", values="BLEU")
+    table = table.loc[long["method"].unique(), [c for c in (*LOCALES, "overall") if c in table.columns]]
     base = table.loc[BASELINE]
     wins = {name: int((row[list(LOCALES)] > base[list(LOCALES)]).sum()) for name, row in table.iterrows()}
-    print("\nTask 3 BLEU (0-1) on the test file; `wins` = locales above last-title")
+    print(f"\nTask 3 BLEU (0-1) on the test file ({len(test)} sessions); `wins` = locales above {BASELINE}")
     print(table.assign(wins=pd.Series(wins)).to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\nGeneration speed ({len(test)} sessions, this machine); ratio against {BASELINE}:")
-    for name in titles:
-        print(f"  {name:24s} {speed[name]:12.1f} titles/s  {speed[name] / speed[BASELINE]:10.5f} x {BASELINE}"
-              f"   {notes.get(name, '')}")
-    shown = [n for n in titles if n.startswith("mt5") and "beams" not in n][-1:] or [BASELINE]
-    print(f"\nExamples ({shown[0]} | {BASELINE} | truth):")
-    step = max(1, len(test) // max(args.examples, 1))
-    for i in range(0, len(test), step)[:args.examples]:
-        print(f"  [{locales[i]}] {titles[shown[0]][i]}\n       last: {titles[BASELINE][i]}\n      truth: {refs[i]}")
+    for name, value in speed.items():
+        print(f"  {name:16s} {value:12.1f} titles/s  {value / speed[BASELINE]:10.5f} x {BASELINE}   "
+              f"{notes.get(name, '')}")
+    print(f"\nExamples (mt5 K={max(args.k)}):")
+    for row in examples.itertuples(index=False):
+        print(f"  [{row.locale}] {row.generated}\n       last: {row[1]}\n      truth: {row.truth}")
     work.mkdir(parents=True, exist_ok=True)
     table.to_csv(work / "bleu.csv")
+    examples.to_csv(work / "examples.csv", index=False)
     (work / "speed.json").write_text(json.dumps({"titles_per_second": speed, "notes": notes}, indent=2))
 
 

@@ -17,7 +17,9 @@ from recformer_m2.titles.edits import copy_share, decode_edit, encode_edit
 from recformer_m2.titles.inputs import (
     BucketBatches, PairCollator, ensure_tokens, session_sources, source_titles, training_pairs,
 )
-from recformer_m2.titles.model import TitleModule, add_lora, scratch_model
+from recformer_m2.titles.inputs import SiblingTitles
+from recformer_m2.titles.model import TitleModule, add_lora, gated_script, scratch_model, to_titles
+from recformer_m2.titles.train import heldout_product_split, sample_k
 
 from .conftest import write_m2_folder
 
@@ -119,7 +121,7 @@ def test_bucket_batches_cover_every_pair_once_and_are_seeded():
 
 
 TINY = dict(model_size="tiny", k=2, min_copy_share=0.3, batch_size=16, lr=3e-3, warmup_steps=5,
-            max_steps=40, eval_every=20, max_minutes=None, val_bleu_samples=8, valid_fraction=0.2, max_new_tokens=12,
+            max_steps=40, eval_every=20, max_minutes=None, val_bleu_samples=8, heldout_products=0.1, max_new_tokens=12,
             progress=False)
 
 
@@ -221,6 +223,9 @@ def test_trim_drops_words_that_rarely_survive():
     assert trim("Acme Kabel Rot", DE, survival, 0.5) == "Acme Kabel"
     assert trim("Acme Kabel Rot", DE, survival, 0.0) == "Acme Kabel Rot"
     assert survival.rate(DE, "Neu") == pytest.approx(7 / 9)  # unseen: the locale's rate (7 of 9 words kept)
+    assert survival.words_rate(DE, ["Rot", "Acme"]) == 1.0 and survival.words_rate(DE, []) == 1.0
+    again = WordSurvival.from_dict(json.loads(json.dumps(survival.to_dict())))
+    assert again.rate(DE, "Rot") == 0.0 and again.rate(DE, "Neu") == pytest.approx(7 / 9)
 
 
 def test_trimmed_title_tunes_on_training_sessions_and_matches_last_title_untrimmed(synth_data):
@@ -229,3 +234,111 @@ def test_trimmed_title_tunes_on_training_sessions_and_matches_last_title_untrimm
     assert tuned.min_rate in (0.0, 0.3) and set(tuned.tuning) == {0.0, 0.3}
     untrimmed = TrimmedTitle(min_rate=0.0).fit(catalog, train)
     assert untrimmed.generate(test) == LastTitle().fit(catalog, train).generate(test) == last_titles(catalog, test)
+
+
+def test_heldout_product_split_keeps_validation_products_out_of_training(synth_data):
+    train = synth_data.train
+    fit_idx, valid_idx = heldout_product_split(train, 0.1, seed=0)
+    assert len(valid_idx) > 0 and len(fit_idx) > len(valid_idx) and not set(fit_idx) & set(valid_idx)
+    fit, valid = train.select(fit_idx), train.select(valid_idx)
+    taught = set(fit.items.tolist()) | set(fit.next_item.tolist())
+    assert not set(valid.next_item.tolist()) & taught                   # new to the model, as task-3 titles are
+    assert not set(valid.next_item.tolist()) & set(valid.items.tolist())
+    again = heldout_product_split(train, 0.1, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (fit_idx, valid_idx)))
+    capped = heldout_product_split(train, 0.1, seed=0, max_per_locale=1)[1]
+    assert len(capped) <= len(LOCALES) and set(capped) <= set(valid_idx)
+
+
+def test_sample_k_cuts_sources_and_titles_alike():
+    sources = ["<DE> a <sep> b <sep> c"] * 50
+    pairs = (sources, ["t"] * 50, ["DE"] * 50, [["a", "b", "c"]] * 50)
+    cut = sample_k(pairs, (1, 3), seed=0)
+    assert set(cut[0]) == {"<DE> a", "<DE> a <sep> b <sep> c"}
+    assert [source_titles(s) for s in cut[0]] == cut[3] and cut[1] == pairs[1]
+    assert sample_k(pairs, (1, 3), seed=0) == cut
+
+
+def test_candidates_that_repeat_a_catalog_title_are_passed_over():
+    config = TitleConfig(num_beams=3, num_candidates=3)
+    titles = [["Acme Kabel 1 m, Rot", "Acme Kabel 2 m, Blau"]]
+    outputs = [["<t1> <r> Rot <w> Blau", "<t1> <r> 1 <w> 3", "<t1>"]]
+    assert to_titles(outputs, titles, config) == ["Acme Kabel 1 m, Blau"]
+    assert to_titles(outputs, titles, config, [{"Acme Kabel 1 m, Blau"}]) == ["Acme Kabel 3 m, Rot"]
+    everything = {"Acme Kabel 1 m, Blau", "Acme Kabel 3 m, Rot", "Acme Kabel 1 m, Rot"}
+    assert to_titles(outputs, titles, config, [everything]) == ["Acme Kabel 1 m, Blau"]  # none new: the best
+    with pytest.raises(ValueError, match="num_candidates"):
+        TitleConfig(num_beams=2, num_candidates=3)
+
+
+def test_title_stage_scores_every_k_and_reuses_a_finished_model(synth_data, tokenizer, tmp_path):
+    from recformer_m2.titles.ablation import title_stage
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    config = TitleConfig(**{**TINY, "max_steps": 6, "eval_every": 6, "val_bleu_samples": 0},
+                         tokenizer=str(tmp_path / "tok"))
+    test = synth_data.test(3)
+    targets = synth_data.truth(3)["next_item_title"].fillna("").tolist()
+    result = title_stage(synth_data, synth_data.train, test, targets, tmp_path / "stage", config, ks=(1, 2, 3))
+    table = result.table
+    assert list(table.columns) == ["locale", "method", "BLEU", "n"]   # as the pipeline's title tables
+    assert list(table["method"].unique()) == ["mt5 (K=1)", "mt5 (K=2)", "mt5 (K=3)"]
+    assert set(table["locale"]) == {*LOCALES, "overall"}
+    overall = table[table["locale"] == "overall"]
+    assert (overall["n"] == len(test)).all() and overall["BLEU"].between(0, 1).all()
+    assert list(result.examples.columns) == ["locale", "last title", "generated", "truth"]
+    assert 0 < len(result.examples) <= 2 * len(LOCALES)
+    assert result.titles_per_second > 0 and result.train_seconds > 0
+    saved = json.loads((tmp_path / "stage" / "title_config.json").read_text())
+    assert saved["train_ks"] == [1, 2, 3] and saved["k"] == 3
+    again = title_stage(synth_data, synth_data.train, test, targets, tmp_path / "stage", config, ks=(1, 2, 3))
+    assert again.train_seconds == result.train_seconds       # reused, not retrained
+    pd.testing.assert_frame_equal(again.table, table)
+    with pytest.raises(ValueError, match="lr"):
+        title_stage(synth_data, synth_data.train, test, targets, tmp_path / "stage",
+                    TitleConfig(**{**TINY, "lr": 1e-3}, tokenizer=str(tmp_path / "tok")), ks=(1, 2, 3))
+
+
+def test_siblings_are_other_variants_of_the_line_and_never_the_target(tmp_path, cache_dir):
+    products = [("A", "DE", "Acme Pro Kabel 1 m, Rot"), ("B", "DE", "Acme Pro Kabel 2 m, Rot"),
+                ("C", "DE", "Acme Pro Kabel 1 m, Blau"), ("D", "DE", "Zeta Lampe Weiß"),
+                ("E", "DE", "Acme Neo Lampe, Grün"), ("F", "UK", "Acme Pro Cable 1 m, Red")]
+    data = M2Data(write_m2_folder(tmp_path / "d", products, [(["D", "A"], "B", "DE"), (["A"], "C", "DE")]),
+                  cache_dir=cache_dir)
+    siblings = SiblingTitles(data.catalog)
+    # same line (Jaccard 0.75, ties in catalog order); another brand's, another line's and another locale's not
+    assert siblings.find("Acme Pro Kabel 1 m, Rot", "DE", 5) == ["Acme Pro Kabel 2 m, Rot", "Acme Pro Kabel 1 m, Blau"]
+    assert siblings.find("Acme Pro Kabel 1 m, Rot", "DE", 1, exclude={"Acme Pro Kabel 2 m, Rot"}) == [
+        "Acme Pro Kabel 1 m, Blau"]
+    sources, targets, _, titles = training_pairs(data.catalog, data.train, k=2, siblings=siblings, n_siblings=3)
+    assert sources == ["<DE> Acme Pro Kabel 1 m, Rot <sep> Zeta Lampe Weiß <sib> Acme Pro Kabel 1 m, Blau",
+                       "<DE> Acme Pro Kabel 1 m, Rot <sib> Acme Pro Kabel 2 m, Rot"]   # each target left out
+    assert [source_titles(s) for s in sources] == titles
+    cut = sample_k((sources, targets, ["DE", "DE"], titles), (1,), seed=0)
+    assert cut[0][0] == "<DE> Acme Pro Kabel 1 m, Rot <sib> Acme Pro Kabel 1 m, Blau"
+
+
+def test_edit_gate_keeps_only_sure_replacements_weighed_by_word_survival():
+    segments = [("<t2>", 0.9), ("<r> Rot <w> Blau", 0.8), ("<r> 1 <w> 3", 0.3)]
+    assert gated_script(segments, 0.0) == "<t2> <r> Rot <w> Blau <r> 1 <w> 3"
+    assert gated_script(segments, 0.5) == "<t2> <r> Rot <w> Blau"
+    assert gated_script(segments, 0.85) == "<t2>"
+    assert gated_script(segments, 0.95) == "<t1>"       # unsure of the title: copy the last one
+    assert gated_script([], 0.5) == gated_script([("Rot", 1.0)], 0.5) == "<t1>"
+    rarely_kept = {"1": 0.1, "Rot": 0.9}                # a variant number rarely survives: replacing it is cheap
+    survival = lambda words: max(rarely_kept[w] for w in words)  # noqa: E731
+    assert gated_script(segments, 0.5, survival) == "<t2> <r> Rot <w> Blau <r> 1 <w> 3"
+    assert gated_script([("<t1>", 0.4), ("<r> 1 <w> 3", 0.3)], 2.0, survival) == "<t1> <r> 1 <w> 3"
+    assert gated_script([("<t1>", 0.4), ("<r> 1 <w> 3", 0.3)], 1000.0, survival) == "<t1>"
+
+
+def test_examples_show_changed_titles_first_and_cover_every_locale():
+    from recformer_m2.titles.ablation import pick_examples
+
+    locales = ["DE"] * 5 + ["UK"] * 2
+    last = list("abcdefg")
+    generated = ["a", "B", "c", "d", "e", "f", "g"]
+    examples = pick_examples(last, generated, list("abcdefg"), locales, per_locale=2, seed=0)
+    assert examples["locale"].tolist() == ["UK", "UK", "DE", "DE"]
+    assert "B" in examples["generated"].tolist()
+    assert examples.equals(pick_examples(last, generated, list("abcdefg"), locales, per_locale=2, seed=0))

@@ -7,6 +7,7 @@ contract of ``LastTitle``, saved and loaded as one folder (model, tokenizer, ``t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -15,15 +16,18 @@ from pathlib import Path
 from transformers import MT5ForConditionalGeneration, PreTrainedTokenizerBase
 
 from ..config import save_config
+from ..constants import LOCALES
 from ..data import Catalog, Sessions
 from ..tokenizer import load_tokenizer
 from .config import TitleConfig
-from .inputs import session_inputs, source_titles
-from .model import check_loading, cpu_settings, decode, plain_model, to_titles
+from .heuristics import WordSurvival
+from .inputs import SiblingTitles, session_inputs, source_locale, source_titles
+from .model import check_loading, cpu_settings, decode, decode_segments, gated_script, plain_model, to_titles
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "title_config.json"
+SURVIVAL_FILE = "word_survival.json"
 
 
 class TitleGenerator:
@@ -31,23 +35,42 @@ class TitleGenerator:
 
     name = "mt5"
 
-    def __init__(self, model: MT5ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, config: TitleConfig):
+    def __init__(self, model: MT5ForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, config: TitleConfig,
+                 survival: WordSurvival | None = None):
         self.model = plain_model(model).eval()
+        self.survival = survival
+        """Word survival counts of the training sessions, weighing the edit gate (``config.edit_gate``)."""
         self.tokenizer = tokenizer
         self.config = config
         self.catalog: Catalog | None = None
+        self._known: dict[str, set[str]] | None = None
+        self._siblings: SiblingTitles | None = None
 
     def fit(self, catalog: Catalog, train: Sessions | None = None) -> "TitleGenerator":
         """Attach the catalog the sessions' products are looked up in; the model is already trained
         (see :func:`recformer_m2.titles.train_titles`), so ``train`` is not used."""
         self.catalog = catalog
+        self._known = None
+        self._siblings = None
         return self
+
+    def catalog_titles(self, locale: str) -> set[str]:
+        """The catalog's titles in ``locale`` (spaces normalised): what a new product's title is not."""
+        if self._known is None:
+            table = self.catalog.table
+            self._known = {}
+            for title, loc in zip(table["title"].tolist(), table["locale"].tolist()):
+                self._known.setdefault(str(loc), set()).add(" ".join(str(title).split()))
+        return self._known.get(locale, set())
 
     def inputs(self, sessions: Sessions) -> tuple[list[str], list[list[str]]]:
         """Source texts and the source titles (most recent first) of every session."""
         if self.catalog is None:
             raise RuntimeError("TitleGenerator.generate needs a catalog: call .fit(catalog, train) first")
-        return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe)
+        if self.config.siblings and self._siblings is None:
+            self._siblings = SiblingTitles(self.catalog)
+        return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe,
+                              self._siblings, self.config.siblings)
 
     def generate(self, sessions: Sessions, batch_size: int | None = None, progress: bool = True) -> list[str]:
         """One generated title per session, in the sessions' order."""
@@ -59,9 +82,31 @@ class TitleGenerator:
         titles that edit scripts refer to (default: read back from the sources)."""
         if titles is None:
             titles = [source_titles(s) for s in sources]
+        gate = self.config.edit_gate if self.config.target_format == "edit" else None
         with cpu_settings(self.config):
-            outputs = decode(self.model, self.tokenizer, sources, self.config, batch_size, progress)
-        return to_titles(outputs, titles, self.config)
+            if gate:  # greedy, each replacement kept only when the model is sure enough of it
+                segments = decode_segments(self.model, self.tokenizer, sources, self.config, batch_size, progress)
+                outputs = [[gated_script(segs, gate, self.survival_of(source_locale(src)))]
+                           for segs, src in zip(segments, sources)]
+            else:
+                outputs = decode(self.model, self.tokenizer, sources, self.config, batch_size, progress)
+        avoid = None
+        if self.config.avoid_catalog_titles and self.catalog is not None:
+            avoid = [self.catalog_titles(source_locale(s)) for s in sources]
+        return to_titles(outputs, titles, self.config, avoid)
+
+    def survival_of(self, locale: str):
+        """``words -> chance they survive into the next title`` in ``locale`` (None without survival counts)."""
+        if self.survival is None or locale not in LOCALES:
+            return None
+        code = LOCALES.index(locale)
+        return lambda words: self.survival.words_rate(code, words)
+
+    def with_k(self, k: int) -> "TitleGenerator":
+        """This generator reading the last ``k`` products (same weights), e.g. for the K ablation."""
+        twin = copy.copy(self)
+        twin.config = dataclasses.replace(self.config, k=k)
+        return twin
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write model weights, tokenizer and ``title_config.json`` into ``folder``."""
@@ -70,6 +115,8 @@ class TitleGenerator:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         save_config(self.config, folder / CONFIG_FILE)
+        if self.survival is not None:
+            (folder / SURVIVAL_FILE).write_text(json.dumps(self.survival.to_dict()), encoding="utf-8")
         return folder
 
     @classmethod
@@ -89,4 +136,7 @@ class TitleGenerator:
         model, info = MT5ForConditionalGeneration.from_pretrained(str(folder), local_files_only=True,
                                                                   output_loading_info=True)
         check_loading(folder, info, model.config.tie_word_embeddings)
-        return cls(model, load_tokenizer(folder), config)
+        survival = None
+        if (folder / SURVIVAL_FILE).is_file():
+            survival = WordSurvival.from_dict(json.loads((folder / SURVIVAL_FILE).read_text(encoding="utf-8")))
+        return cls(model, load_tokenizer(folder), config, survival)

@@ -67,6 +67,24 @@ class WordSurvival:
         return (self.kept[locale, word] + self.prior_weight * prior) / (self.seen[locale, word] + self.prior_weight)
 
 
+    def words_rate(self, locale: int, words: list[str]) -> float:
+        """The highest survival rate among ``words`` (1 when there are none): how likely keeping them is right."""
+        return max((self.rate(locale, w) for w in words), default=1.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready counts, for saving next to a model."""
+        return {"prior_weight": self.prior_weight, "locale_rate": self.locale_rate.tolist(),
+                "counts": [[loc, word, n, self.kept[loc, word]] for (loc, word), n in self.seen.items()]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "WordSurvival":
+        out = cls(float(values["prior_weight"]), locale_rate=np.asarray(values["locale_rate"], dtype=float))
+        for loc, word, n, kept in values["counts"]:
+            out.seen[int(loc), word] = int(n)
+            out.kept[int(loc), word] = int(kept)
+        return out
+
+
 def trim(title: str, locale: int, survival: WordSurvival, min_rate: float) -> str:
     """``title`` without the words whose survival rate is below ``min_rate``."""
     if min_rate <= 0:

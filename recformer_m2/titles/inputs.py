@@ -2,7 +2,8 @@
 
 A source reads ``<DE> title_1 <sep> title_2 <sep> title_3`` where ``title_1`` is the session's last
 product with a title in the session's locale (products sold elsewhere only are skipped, as
-``LastTitle`` skips them). The target is the next product's title in that locale.
+``LastTitle`` skips them), optionally followed by ``<sib> sibling ...``: catalog titles of other variants
+of ``title_1``'s product line. The target is the next product's title in that locale.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from transformers import PreTrainedTokenizerBase
 
 from ..constants import LOCALES
 from ..data import Catalog, Sessions
+from .edits import split_words
 
 SEP = "<sep>"
 """Separator between products in a source (a special token of the catalog tokenizer)."""
+SIB = "<sib>"
+"""Opens each sibling title (another variant of the last product's line) at the end of a source."""
 
 
 def locale_tag(locale: str) -> str:
     return f"<{locale}>"
 
 
-EXTRA_TOKENS: tuple[str, ...] = (SEP, *(locale_tag(loc) for loc in LOCALES))
+EXTRA_TOKENS: tuple[str, ...] = (SEP, SIB, *(locale_tag(loc) for loc in LOCALES))
 """Tokens a source uses that a tokenizer must hold whole (added as special tokens when missing)."""
 
 
@@ -38,6 +42,52 @@ def item_texts(catalog: Catalog, rows: np.ndarray, attributes: tuple[str, ...]) 
         rest = [f"| {key} {value}" for key, value in pairs if key != "title"]
         out.append(" ".join([head, *rest]).strip())
     return out
+
+
+class SiblingTitles:
+    """Catalog titles of a title's product line in its locale: titles sharing at least ``min_overlap`` of
+    their words (Jaccard) with it, looked up through its two rarest words (a brand, a series name).
+
+    Why: a task-3 title is a new variant of a line, so the variants the catalog already lists say which
+    colours, sizes and packs the line comes in, and which combinations are taken.
+    """
+
+    def __init__(self, catalog: Catalog, min_overlap: float = 0.6):
+        self.min_overlap = min_overlap
+        self.titles: dict[str, list[str]] = {}
+        self.words: dict[str, list[frozenset[str]]] = {}
+        self.postings: dict[str, dict[str, list[int]]] = {}
+        table = catalog.table
+        for title, loc in zip(table["title"].tolist(), table["locale"].tolist()):
+            text = " ".join(str(title).split())
+            titles = self.titles.setdefault(loc, [])
+            words = frozenset(split_words(text))
+            for word in words:
+                self.postings.setdefault(loc, {}).setdefault(word, []).append(len(titles))
+            titles.append(text)
+            self.words.setdefault(loc, []).append(words)
+
+    def find(self, title: str, locale: str, n: int, exclude: set[str] = frozenset()) -> list[str]:
+        """Up to ``n`` sibling titles, most similar first (ties: catalog order); ``title`` and ``exclude``
+        are left out."""
+        postings = self.postings.get(locale, {})
+        words = frozenset(split_words(title))
+        rare = sorted((w for w in words if w in postings), key=lambda w: (len(postings[w]), w))[:2]
+        found: dict[int, float] = {}
+        for row in sorted({r for w in rare for r in postings[w]}):
+            other = self.words[locale][row]
+            overlap = len(words & other) / len(words | other)
+            text = self.titles[locale][row]
+            if overlap >= self.min_overlap and text != title and text not in exclude:
+                found[row] = overlap
+        best = sorted(found, key=lambda r: (-found[r], r))
+        out: list[str] = []
+        for row in best:  # a title listed twice (several ids) counts once
+            if self.titles[locale][row] not in out:
+                out.append(self.titles[locale][row])
+            if len(out) == n:
+                break
+        return out
 
 
 def recent_rows(catalog: Catalog, sessions: Sessions, k: int, dedupe: bool = True) -> list[list[int]]:
@@ -57,30 +107,51 @@ def recent_rows(catalog: Catalog, sessions: Sessions, k: int, dedupe: bool = Tru
     return out
 
 
-def build_source(texts: list[str], locale: str) -> str:
-    """``<LOC> text_1 <sep> text_2 ...`` from product texts given most recent first."""
-    return " ".join([locale_tag(locale), f" {SEP} ".join(texts)]).strip()
+def build_source(texts: list[str], locale: str, siblings: list[str] = ()) -> str:
+    """``<LOC> text_1 <sep> text_2 ... <sib> sibling_1 <sib> ...`` from product texts given most recent first."""
+    return " ".join([locale_tag(locale), f" {SEP} ".join(texts), *(f"{SIB} {t}" for t in siblings)]).strip()
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """(products part, sibling part) of a source; the sibling part is ``""`` or starts with ``<sib>``."""
+    at = source.find(f" {SIB} ")
+    return (source, "") if at < 0 else (source[:at], source[at + 1:])
 
 
 def session_inputs(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
-                   dedupe: bool = True) -> tuple[list[str], list[list[str]]]:
-    """Every session's source text, and the titles it holds (most recent first) that edit scripts refer to."""
+                   dedupe: bool = True, siblings: SiblingTitles | None = None, n_siblings: int = 0,
+                   exclude: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Every session's source text, and the titles it holds (most recent first) that edit scripts refer to.
+    With ``n_siblings``, sibling titles of each session's last title end the source, leaving out the
+    session's own titles and ``exclude[i]`` (a training target: its title is unknown at test time)."""
     recent = recent_rows(catalog, sessions, k, dedupe)
     flat = np.array([r for rows in recent for r in rows], dtype=np.int64)
     texts = item_texts(catalog, flat, attributes)
     titles = texts if attributes == ("title",) else item_texts(catalog, flat, ("title",))
     sources, session_titles, start = [], [], 0
-    for rows, loc in zip(recent, sessions.locale.tolist()):
-        sources.append(build_source(texts[start:start + len(rows)], LOCALES[loc]))
-        session_titles.append(titles[start:start + len(rows)])
+    for i, (rows, loc) in enumerate(zip(recent, sessions.locale.tolist())):
+        own = titles[start:start + len(rows)]
+        sibs: list[str] = []
+        if siblings is not None and n_siblings > 0 and own:
+            skip = {" ".join(t.split()) for t in own} | ({" ".join(exclude[i].split())} if exclude else set())
+            sibs = siblings.find(" ".join(own[0].split()), LOCALES[loc], n_siblings, skip)
+        sources.append(build_source(texts[start:start + len(rows)], LOCALES[loc], sibs))
+        session_titles.append(own)
         start += len(rows)
     return sources, session_titles
 
 
 def source_titles(source: str) -> list[str]:
     """The titles a source text holds (what :func:`build_source` joined), read back from it."""
+    source = split_source(source)[0]
     body = source.split(" ", 1)[1] if source.startswith("<") and " " in source else ""
     return [text.split(" | ")[0].strip() for text in body.split(f" {SEP} ")] if body else []
+
+
+def source_locale(source: str) -> str:
+    """The locale a source text is tagged with (``""`` when untagged)."""
+    head = source.split(" ", 1)[0]
+    return head[1:-1] if head.startswith("<") and head.endswith(">") else ""
 
 
 def session_sources(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
@@ -90,15 +161,17 @@ def session_sources(catalog: Catalog, sessions: Sessions, k: int, attributes: tu
 
 
 def training_pairs(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
-                   dedupe: bool = True) -> tuple[list[str], list[str], list[str], list[list[str]]]:
+                   dedupe: bool = True, siblings: SiblingTitles | None = None, n_siblings: int = 0,
+                   ) -> tuple[list[str], list[str], list[str], list[list[str]]]:
     """(sources, targets, locales, source titles) of sessions whose next item has a title in the locale and
-    at least one earlier product does too; the others teach nothing and are skipped."""
+    at least one earlier product does too; the others teach nothing and are skipped. Siblings leave the
+    target out, as a task-3 target is in no catalog."""
     targets = catalog.titles(sessions.next_item, sessions.locale)
     recent = recent_rows(catalog, sessions, k, dedupe)
     keep = np.array([bool(t) and bool(r) for t, r in zip(targets, recent)], dtype=bool)
     kept = sessions.select(keep)
-    sources, titles = session_inputs(catalog, kept, k, attributes, dedupe)
     targets = [" ".join(t.split()) for t, ok in zip(targets, keep) if ok]
+    sources, titles = session_inputs(catalog, kept, k, attributes, dedupe, siblings, n_siblings, targets)
     return sources, targets, [LOCALES[x] for x in kept.locale], titles
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -19,7 +21,7 @@ from transformers import MT5Config, MT5ForConditionalGeneration, PreTrainedToken
 
 from ..metrics import title_bleu
 from .config import MODEL_SIZES, TitleConfig
-from .edits import decode_edit
+from .edits import REPLACE, TITLE, WITH, decode_edit, split_words
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +116,17 @@ def generation_kwargs(config: TitleConfig, tokenizer: PreTrainedTokenizerBase) -
     return kwargs
 
 
-def to_titles(outputs: list[str], titles: list[list[str]], config: TitleConfig) -> list[str]:
-    """Decoder outputs as titles: edit scripts applied to each session's source titles."""
-    if config.target_format == "edit":
-        return [decode_edit(out, ts) for out, ts in zip(outputs, titles)]
-    return outputs
+def to_titles(outputs: list[list[str]], titles: list[list[str]], config: TitleConfig,
+              avoid: list[set[str]] | None = None) -> list[str]:
+    """Decoder outputs (candidates per session, best first) as titles: edit scripts applied to each session's
+    source titles; the first candidate whose title is not in the session's ``avoid`` set is kept (else the
+    best)."""
+    out = []
+    for i, (cands, ts) in enumerate(zip(outputs, titles)):
+        texts = [decode_edit(c, ts) for c in cands] if config.target_format == "edit" else cands
+        banned = avoid[i] if avoid is not None else ()
+        out.append(next((t for t in texts if t not in banned), texts[0]))
+    return out
 
 
 class TitleModule(L.LightningModule):
@@ -149,6 +157,7 @@ class TitleModule(L.LightningModule):
         sources, targets, locales, titles = self.val_texts
         greedy = copy.copy(self.config)
         greedy.num_beams = 1
+        greedy.num_candidates = 1
         hyps = to_titles(decode(self.model, self.tokenizer, sources, greedy, progress=False), titles, self.config)
         bleu = float(title_bleu(hyps, targets, locales).loc["overall", "BLEU"])
         self.log("val_bleu", bleu, prog_bar=True)
@@ -167,31 +176,88 @@ class TitleModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-@torch.no_grad()
-def decode(model, tokenizer: PreTrainedTokenizerBase, sources: list[str], config: TitleConfig,
-           batch_size: int | None = None, progress: bool = True) -> list[str]:
-    """Generate one title per source text, in batches sorted by length (the callers' order is restored)."""
+def source_batches(tokenizer: PreTrainedTokenizerBase, sources: list[str], config: TitleConfig,
+                   batch_size: int | None = None, progress: bool = True):
+    """(positions, input_ids, attention_mask) batches of the tokenised sources, longest first (less padding);
+    callers put results back at ``positions``."""
     from tqdm.auto import tqdm
 
     batch_size = batch_size or config.generate_batch_size
-    was_training = model.training
-    model.eval()
     encoded = tokenizer(sources, truncation=True, max_length=config.max_source_length)["input_ids"]
     order = sorted(range(len(sources)), key=lambda i: -len(encoded[i]))
-    out: list[str] = [""] * len(sources)
-    kwargs = generation_kwargs(config, tokenizer)
-    device = next(model.parameters()).device
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc="generate titles", disable=not progress or len(starts) < 2):
         idx = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        lengths = torch.tensor([len(encoded[i]) for i in idx])
+        input_ids = torch.full((len(idx), int(lengths.max())), tokenizer.pad_token_id, dtype=torch.long)
         for row, i in enumerate(idx):
             input_ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-        attention = (torch.arange(width)[None, :] < torch.tensor([len(encoded[i]) for i in idx])[:, None]).long()
-        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+        attention = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()  # (B, S)
+        yield idx, input_ids, attention
+
+
+@torch.no_grad()
+def decode(model, tokenizer: PreTrainedTokenizerBase, sources: list[str], config: TitleConfig,
+           batch_size: int | None = None, progress: bool = True) -> list[list[str]]:
+    """Generate ``config.num_candidates`` texts per source (best first), in the sources' order."""
+    n = config.num_candidates
+    was_training = model.training
+    model.eval()
+    out: list[list[str]] = [[] for _ in sources]
+    kwargs = generation_kwargs(config, tokenizer)
+    device = next(model.parameters()).device
+    for idx, input_ids, attention in source_batches(tokenizer, sources, config, batch_size, progress):
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                   num_return_sequences=n, **kwargs)  # (B * n, T), each source's n together
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-        for i, text in zip(idx, texts):
-            out[i] = " ".join(text.split())
+        for row, i in enumerate(idx):
+            out[i] = [" ".join(text.split()) for text in texts[row * n:(row + 1) * n]]
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def decode_segments(model, tokenizer: PreTrainedTokenizerBase, sources: list[str], config: TitleConfig,
+                    batch_size: int | None = None, progress: bool = True) -> list[list[tuple[str, float]]]:
+    """Greedy edit scripts cut into segments with their probabilities: the head (``<tJ>``) and each
+    replacement (``<r> old <w> new``), each with the probability the model gave its tokens."""
+    was_training = model.training
+    model.eval()
+    out: list[list[tuple[str, float]]] = [[] for _ in sources]
+    kwargs = {**generation_kwargs(config, tokenizer), "num_beams": 1}
+    replace_id = tokenizer.convert_tokens_to_ids(REPLACE)
+    device = next(model.parameters()).device
+    for idx, input_ids, attention in source_batches(tokenizer, sources, config, batch_size, progress):
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                   output_scores=True, return_dict_in_generate=True, **kwargs)
+        logprobs = model.compute_transition_scores(generated.sequences, generated.scores, normalize_logits=True)
+        tokens = generated.sequences[:, 1:].tolist()  # (B, T) without the decoder start token
+        for row, i in enumerate(idx):
+            segments: list[tuple[list[int], float]] = [([], 0.0)]
+            for token, lp in zip(tokens[row], logprobs[row].tolist()):
+                if token in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+                    break
+                if token == replace_id:
+                    segments.append(([], 0.0))
+                ids, total = segments[-1]
+                segments[-1] = (ids + [token], total + lp)
+            out[i] = [(" ".join(tokenizer.decode(ids, skip_special_tokens=True).split()), float(math.exp(total)))
+                      for ids, total in segments]
+    model.train(was_training)
+    return out
+
+
+def gated_script(segments: list[tuple[str, float]], gate: float,
+                 survival: Callable[[list[str]], float] | None = None) -> str:
+    """The edit script keeping the segments the model is sure enough of: a title other than ``<t1>`` when
+    its probability is at least ``gate`` (else title 1, unedited), a replacement when its probability is at
+    least ``gate`` times ``survival(old words)`` (1 when None): the chance that keeping them is right."""
+    head, head_prob = segments[0] if segments else ("", 0.0)
+    if not head.startswith("<t") or (head != TITLE.format(1) and head_prob < gate):
+        return TITLE.format(1)
+    kept = []
+    for text, prob in segments[1:]:
+        old = split_words(text.replace(REPLACE, " ").split(WITH)[0])
+        if prob >= gate * (survival(old) if survival is not None else 1.0):
+            kept.append(text)
+    return " ".join([head, *kept])
