@@ -1,5 +1,8 @@
 """Full-scale TextKNN benchmark: fit + recommend time and peak RSS, against CoVisitation on the same data.
 
+``--methods covisitation,textknn,hybrid`` measures the hybrid too (its fit includes training the ranker on
+held-out training sessions and fitting every source twice).
+
 Uses full-scale synthetic data (the real Amazon-M2 size: 1.41M product rows, 3.6M training sessions,
 about 330k task 1 + 2 test sessions): ``--data`` names a folder, else ``--work/synthetic-full`` is reused
 when present (read-only) or generated there (about a minute, 500 MB). Each method runs in a fresh child
@@ -37,6 +40,7 @@ def run_once(method: str, data: str, cache: str) -> dict:
     from recformer_m2.constants import LOCALES
     from recformer_m2.data import M2Data
     from recformer_m2.heuristics import CoVisitation
+    from recformer_m2.hybrid import Hybrid
     from recformer_m2.metrics import evaluate_rankings
     from recformer_m2.textknn import TextKNN
 
@@ -47,7 +51,7 @@ def run_once(method: str, data: str, cache: str) -> dict:
     m2 = M2Data(data, cache_dir=cache)
     catalog, train, tests = m2.catalog, m2.train, {task: m2.test(task) for task in (1, 2)}
     result = {"load_seconds": time.perf_counter() - start, "load_peak_gib": peak_gib()}
-    model = {"textknn": TextKNN, "covisitation": CoVisitation}[method]()
+    model = {"textknn": TextKNN, "covisitation": CoVisitation, "hybrid": Hybrid}[method]()
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(catalog, train)
     result["fit_seconds"], result["fit_cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu
@@ -56,6 +60,10 @@ def run_once(method: str, data: str, cache: str) -> dict:
     result["recommend_seconds"] = time.perf_counter() - start
     result["recommend_cpu_seconds"] = time.process_time() - cpu
     result["peak_gib"] = peak_gib()
+    if isinstance(model, Hybrid):
+        result["training_summary"] = {k: int(v) for k, v in model.training_summary.items()}
+        result["feature_importance"] = (model.feature_importance().pipe(lambda g: g / g.sum()).head(10)
+                                        .round(4).to_dict())
     result["sessions"] = sum(len(s) for s in tests.values())
     for task, sessions in tests.items():
         if m2.has_truth(task):

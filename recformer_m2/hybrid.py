@@ -18,9 +18,18 @@ predictions then use every training session, as the baselines do; popularity is 
 sessions of the locale so that its scale does not move with the number of sessions).
 
 The hybrid fits its sources itself, through ``SessionRecommender.fit``, except those named in ``fitted``
-(used as given). A source whose model was trained on *all* training sessions has seen the held-out ones,
-and the ranker would over-trust it: train such a model inside its ``fit``, or on sessions outside the
-held-out part of ``validation_split(train, valid_fraction, seed)``.
+and the ``ModelSource`` ones (trained models, used as given). A trained model has seen most training
+sessions: its scores on them are better than on test sessions, and a ranker that learned from them would
+over-trust it. So, by default (``model_holdout``), in the locales a model serves the ranker learns only
+from sessions that model never trained on: its own validation split, recomputed from its folder
+(``ModelSource.unseen``); elsewhere the held-out split is the usual one. Those sessions still served the
+model's early stopping, a small optimism that remains. A model source whose unseen sessions are unknown
+(e.g. a pretraining folder) is used anyway, with a warning, and its features are then optimistic in
+training: the ranker weights it more than its test behaviour deserves.
+
+Cost at full Amazon-M2 scale (synthetic, 4.6M training sessions, defaults, no model source; measured
+with ``bench/bench_textknn.py --methods hybrid`` on a shared 2-core machine): fit 440 s of CPU, 100
+items for the 324k test sessions of tasks 1 and 2 906 s of CPU, peak RSS 7.2 GiB (data included).
 """
 
 from __future__ import annotations
@@ -44,6 +53,99 @@ logger = logging.getLogger(__name__)
 
 RELATED_ITEMS = 3
 """Latest session items compared with each candidate for the 'most related item' features."""
+
+
+def session_keys(sessions: Sessions) -> np.ndarray:
+    """(n,) uint64 content hash of each session (locale, items in order, next item): the same session in
+    two ``Sessions`` objects (e.g. a model's validation split and the hybrid's training sessions) gets the
+    same key; distinct sessions collide with probability about n^2 / 2^64."""
+    with np.errstate(over="ignore"):
+        position = np.arange(len(sessions.items), dtype=np.uint64) - np.repeat(
+            sessions.offsets[:-1], sessions.lengths).astype(np.uint64)
+        mixed = _mix((sessions.items.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+                     + _mix(position + np.uint64(1)))
+        summed = np.zeros(len(sessions), dtype=np.uint64)
+        np.add.at(summed, sessions.session_index, mixed)
+        tail = (sessions.next_item.astype(np.int64) + 2).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+        tail += sessions.locale.astype(np.uint64) * np.uint64(0x94D049BB133111EB)
+        return _mix(summed ^ _mix(tail + sessions.lengths.astype(np.uint64)))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijective scramble of uint64 values."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+class ModelSource(SessionRecommender):
+    """A trained model as a hybrid source: its top items with their scores, in the locales it serves.
+
+    ``model``: anything with ``recommend(sessions, k, progress) -> (n, k)`` codes (a Recformer ranker, an
+    ID baseline); when it also has ``recommend_with_scores(sessions, k, progress) -> (codes, scores)`` its
+    scores become the ``{name}_score`` feature, else minus the rank. ``locales``: locale indices it serves
+    (None: all); sessions of other locales get no proposal from it. ``unseen``: training sessions the model
+    never trained on (its validation split), which the hybrid's ranker may learn from; None when unknown.
+    The model is trained elsewhere: ``fit`` does nothing.
+    """
+
+    def __init__(self, model, name: str, locales: Iterable[int] | None = None, unseen: Sessions | None = None):
+        self.model, self.name = model, name
+        self.locales = None if locales is None else np.asarray(sorted(set(int(x) for x in locales)), dtype=np.int64)
+        self.unseen = unseen
+
+    def fit(self, catalog: Catalog, train: Sessions) -> "ModelSource":
+        return self
+
+    def serves(self, sessions: Sessions) -> np.ndarray:
+        """(n,) bool: sessions of a locale this model serves."""
+        return np.ones(len(sessions), dtype=bool) if self.locales is None else np.isin(sessions.locale, self.locales)
+
+    def unseen_mask(self, train: Sessions) -> np.ndarray | None:
+        """(n,) bool: sessions of ``train`` whose features from this model are honest (it never trained on
+        them, or it proposes nothing for their locale); None when the model's training sessions are unknown."""
+        if self.unseen is None:
+            return None
+        return ~self.serves(train) | np.isin(session_keys(train), session_keys(self.unseen))
+
+    def _candidates(self, sessions: Sessions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        served = np.flatnonzero(self.serves(sessions))
+        if not len(served):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        subset = sessions.select(served)
+        if hasattr(self.model, "recommend_with_scores"):
+            ranked, scores = self.model.recommend_with_scores(subset, k, progress=False)  # (B, k), (B, k)
+        else:
+            ranked = self.model.recommend(subset, k=k, progress=False)  # (B, k), -1 padded
+            scores = -np.broadcast_to(np.arange(ranked.shape[1], dtype=np.float64), ranked.shape)
+        rows, rank = np.nonzero(ranked >= 0)
+        return served[rows], ranked[rows, rank].astype(np.int64), -np.asarray(scores, dtype=np.float64)[rows, rank]
+
+
+def held_out_split(
+    train: Sessions, fraction: float, seed: int, max_per_locale: int | None, eligible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``validation_split`` restricted to ``eligible`` sessions (all when None, then identical to it).
+
+    Per locale, the held-out share is raised to ``fraction * n / eligible`` (at most all of them), so that a
+    locale where few sessions are eligible still holds out about ``fraction`` of its sessions when it can;
+    the same seeded draws and the same per-locale cap (lowest draws kept) as ``validation_split``."""
+    if eligible is None or eligible.all():
+        return validation_split(train, fraction, seed, max_per_locale)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction ({fraction}) must be in (0, 1)")
+    u = np.random.default_rng(seed).random(len(train))
+    n = np.bincount(train.locale, minlength=len(LOCALES))
+    n_eligible = np.bincount(train.locale, weights=eligible, minlength=len(LOCALES))
+    threshold = np.minimum(1.0, fraction * n / np.maximum(n_eligible, 1))
+    valid = eligible & (u < threshold[train.locale])
+    if max_per_locale is not None:
+        for loc in range(len(LOCALES)):
+            held = np.flatnonzero(valid & (train.locale == loc))
+            if len(held) > max_per_locale:
+                valid[held[np.argsort(u[held], kind="stable")[max_per_locale:]]] = False
+    return np.flatnonzero(~valid), np.flatnonzero(valid)
 
 
 def default_sources(without: Iterable[str] = ()) -> dict[str, SessionRecommender]:
@@ -161,13 +263,16 @@ class Hybrid(SessionRecommender):
         ranker: RankerParams | None = None,
         text: TextKNN | None = None,
         fitted: Iterable[str] = (),
+        model_holdout: bool = True,
     ):
         """``sources``: name -> unfitted recommender (default: ``default_sources()``); ``per_source``: items
         each proposes per session; ``valid_fraction``/``max_valid_per_locale``/``seed``: the held-out split of
         the training sessions the ranker learns from; ``refit``: fit the sources again on all training
         sessions before predicting; ``text``: title vectors for the similarity features (default: the
         ``textknn`` source when there is one, else a TextKNN fitted for features only); ``fitted``: names of
-        sources used as given, never fitted here (they must not have been trained on the held-out sessions)."""
+        sources used as given, never fitted here (they must not have been trained on the held-out sessions;
+        ``ModelSource`` sources always are); ``model_holdout``: in a model source's locales, learn only from
+        sessions the model never trained on (see the module docstring)."""
         self.sources = default_sources() if sources is None else dict(sources)
         if not self.sources:
             raise ValueError("Hybrid needs at least one source")
@@ -180,7 +285,8 @@ class Hybrid(SessionRecommender):
         self.refit = refit
         self.params = ranker or RankerParams()
         self.text = text
-        self.fitted = set(fitted)
+        self.fitted = set(fitted) | {name for name, src in self.sources.items() if isinstance(src, ModelSource)}
+        self.model_holdout = model_holdout
         unknown = self.fitted - set(self.sources)
         if unknown:
             raise ValueError(f"fitted names {sorted(unknown)} are not sources ({sorted(self.sources)})")
@@ -197,7 +303,8 @@ class Hybrid(SessionRecommender):
     def training_data(self, catalog: Catalog, train: Sessions) -> RankerData:
         """The ranker's examples from held-out training sessions, the sources being fitted on the other
         training sessions. Sessions whose next item is not among the candidates are dropped (counted)."""
-        fit_idx, valid_idx = validation_split(train, self.valid_fraction, self.seed, self.max_valid_per_locale)
+        fit_idx, valid_idx = held_out_split(train, self.valid_fraction, self.seed, self.max_valid_per_locale,
+                                            self._eligible(train))
         held_out = train.select(valid_idx)
         self.fit_sources(catalog, train.select(fit_idx))
         frames, labels, groups, sessions, codes = [], [], [], [], []
@@ -218,6 +325,7 @@ class Hybrid(SessionRecommender):
         )
         self.training_summary = {
             "held_out_sessions": len(held_out),
+            "optimistic_model_sources": len(self.optimistic_sources),
             "sessions_with_target_in_candidates": len(data.groups),
             "sessions_dropped": len(held_out) - len(data.groups),
             "candidate_rows": len(data.labels),
@@ -225,6 +333,23 @@ class Hybrid(SessionRecommender):
         logger.info("hybrid: %d held-out training sessions, %d kept (target among candidates: %.1f%%), %d rows",
                     len(held_out), len(data.groups), 100 * len(data.groups) / max(len(held_out), 1), len(data.labels))
         return data
+
+    def _eligible(self, train: Sessions) -> np.ndarray | None:
+        """Sessions the ranker may learn from: those no model source trained on (None: all of them)."""
+        eligible = None
+        self.optimistic_sources = []
+        for name, source in self.sources.items():
+            mask = source.unseen_mask(train) if isinstance(source, ModelSource) else None
+            if isinstance(source, ModelSource) and (mask is None or not self.model_holdout):
+                self.optimistic_sources.append(name)
+                logger.warning("hybrid: model source %s %s; the ranker learns its features on sessions it "
+                               "trained on, so it will over-trust it", name,
+                               "has no known unseen sessions" if mask is None else "is used without model_holdout")
+            elif mask is not None:
+                eligible = mask if eligible is None else eligible & mask
+                logger.info("hybrid: %s never trained on %d of %d training sessions (%d in its locales); the ranker "
+                            "learns from those there", name, mask.sum(), len(mask), (mask & source.serves(train)).sum())
+        return eligible
 
     def fit_sources(self, catalog: Catalog, train: Sessions) -> None:
         """Fit every source on ``train`` and the tables the features read (popularity, brands, prices)."""

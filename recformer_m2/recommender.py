@@ -178,10 +178,14 @@ class Recommender:
 
     def recommend_codes(self, sessions: Sessions, k: int = TOP_K, progress: bool = True) -> np.ndarray:
         """Top-k item codes (n, k) for coded sessions (e.g. ``M2Data.test(task)``), never a session item."""
+        return self.recommend_codes_with_scores(sessions, k, progress)[0]
+
+    def recommend_codes_with_scores(self, sessions: Sessions, k: int = TOP_K,
+                                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item codes (n, k) and their cosine similarities (n, k), padded with -1 / -inf."""
         index = self._ensure_index(sessions.locale)
         queries = self.encoder.encode_sessions(session_items(self.catalog, sessions), progress=progress)
-        ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
-        return ranked
+        return index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
 
     def recommend(self, sessions: Sequence[Mapping[str, Any]], k: int = TOP_K) -> list[list[str]]:
         """Top-k product ids per session ``{"items": [ids], "locale": "DE"}``, best first."""

@@ -11,7 +11,8 @@ import pytest
 from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS
 from recformer_m2.data import M2Data, validation_split
 from recformer_m2.heuristics import CoVisitation, Popularity
-from recformer_m2.hybrid import Hybrid, default_sources, top_with_priority
+from recformer_m2.hybrid import (Hybrid, ModelSource, default_sources, held_out_split, session_keys,
+                                 top_with_priority)
 from recformer_m2.ranking import rank_candidates
 from recformer_m2.synth import generate
 
@@ -212,3 +213,144 @@ def test_prefitted_recommend_only_source(tiny):
     assert proposed.sum() == (ranked >= 0).sum()
     with pytest.raises(ValueError, match="not sources"):
         Hybrid(fitted=["nope"])
+
+
+# --- trained models as sources ------------------------------------------------------------------------
+class StubModel:
+    """A trained-model stand-in: co-visitation's lists with made-up descending scores, calls recorded."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def recommend(self, sessions, k=100, progress=True):
+        self.calls.append(sessions)
+        return self.inner.recommend(sessions, k=k, progress=False)
+
+    def recommend_with_scores(self, sessions, k=100, progress=True):
+        ranked = self.recommend(sessions, k, progress)
+        scores = np.where(ranked >= 0, 1.0 / (2.0 + np.arange(ranked.shape[1])), -np.inf)
+        return ranked, scores
+
+
+def test_session_keys_match_by_content(tiny):
+    train = tiny.train
+    keys = session_keys(train)
+    index = np.array([5, 3, 17, 3])
+    np.testing.assert_array_equal(session_keys(train.select(index)), keys[index])
+    distinct = pd.DataFrame({"s": [tuple(s) for s in train.to_lists()], "n": train.next_item, "l": train.locale})
+    assert len(np.unique(keys)) == len(distinct.drop_duplicates())
+
+
+def test_held_out_split_restricted_to_eligible(tiny):
+    train = tiny.train
+    for fraction, cap in ((0.3, None), (0.2, 15)):
+        expected = validation_split(train, fraction, 4, cap)
+        for got, want in zip(held_out_split(train, fraction, 4, cap), expected):
+            np.testing.assert_array_equal(got, want)
+    eligible = (train.locale != DE) | (np.arange(len(train)) % 4 == 0)  # a quarter of DE is eligible
+    fit_idx, valid_idx = held_out_split(train, 0.2, 4, None, eligible)
+    assert eligible[valid_idx].all() and len(fit_idx) + len(valid_idx) == len(train)
+    assert not np.isin(fit_idx, valid_idx).any()
+    n_de = (train.locale == DE).sum()
+    assert abs((train.locale[valid_idx] == DE).sum() - 0.2 * n_de) < 0.1 * n_de  # about the usual share
+
+
+def test_model_source_features(tiny):
+    stub = StubModel(CoVisitation(window=1).fit(tiny.catalog, tiny.train))
+    source = ModelSource(stub, "stub", locales=[DE])
+    model = Hybrid(sources={**default_sources(), "stub": source}, per_source=10)
+    assert "stub" in model.fitted
+    model.fit_sources(tiny.catalog, tiny.train)
+    sessions = tiny.test(1)
+    rows, codes, features = model.features(sessions)
+    de = np.flatnonzero(sessions.locale == DE)
+    assert len(stub.calls) == 1 and len(stub.calls[0]) == len(de), "only sessions of the served locales"
+    ranked, scores = stub.recommend_with_scores(sessions.select(de), 10)
+    proposed = features["stub_rank"].to_numpy() < 10
+    assert np.isin(rows[proposed], de).all() and proposed.sum() == (ranked >= 0).sum()
+    position = np.searchsorted(de, rows[proposed])
+    rank = features["stub_rank"].to_numpy()[proposed].astype(int)
+    np.testing.assert_array_equal(ranked[position, rank], codes[proposed])
+    np.testing.assert_allclose(features["stub_score"].to_numpy()[proposed], scores[position, rank], rtol=1e-6)
+    assert features["stub_score"][~proposed].isna().all()
+    assert (features["n_sources"][proposed] >= 1).all()
+
+
+def test_model_source_ranker_learns_on_unseen_sessions_only(tiny):
+    train = tiny.train
+    unseen_idx = np.flatnonzero((train.locale == DE) & (np.arange(len(train)) % 3 == 0))
+    stub = StubModel(CoVisitation(window=1).fit(tiny.catalog, train))
+    source = ModelSource(stub, "stub", locales=[DE], unseen=train.select(unseen_idx))
+    np.testing.assert_array_equal(np.flatnonzero(source.unseen_mask(train) & (train.locale == DE)), unseen_idx)
+    model = Hybrid(sources={**default_sources(), "stub": source}, valid_fraction=0.3, per_source=20)
+    data = model.training_data(tiny.catalog, train)
+    learned_de = data.sessions[train.locale[data.sessions] == DE]
+    assert len(learned_de) and np.isin(learned_de, unseen_idx).all()
+    assert (train.locale[data.sessions] != DE).any(), "other locales keep the usual split"
+    assert model.training_summary["optimistic_model_sources"] == 0
+    # Without known unseen sessions the model is used anyway and counted as optimistic.
+    blind = Hybrid(sources={**default_sources(), "stub": ModelSource(stub, "stub", locales=[DE])}, valid_fraction=0.3)
+    blind.training_data(tiny.catalog, train)
+    assert blind.training_summary["optimistic_model_sources"] == 1
+
+
+def test_model_source_never_sees_test_ground_truth(tiny_folder, tmp_path):
+    """Same model source, same training sessions, garbled test truth: identical recommendations; the
+    model and the ranker are only ever given sessions, and test sessions carry no next item."""
+    original = M2Data(tiny_folder, cache_dir=tmp_path / "cache")
+    garbled = tmp_path / "garbled"
+    shutil.copytree(tiny_folder, garbled)
+    ids = pd.read_csv(garbled / "products_train.csv")["id"].to_numpy()
+    for task in (1, 2):
+        truth = pd.read_csv(garbled / f"gt_task{task}.csv")
+        truth["next_item"] = np.random.default_rng(task).choice(ids, len(truth))
+        truth.to_csv(garbled / f"gt_task{task}.csv", index=False)
+    results = []
+    for data in (original, M2Data(garbled, cache_dir=tmp_path / "cache2")):
+        stub = StubModel(CoVisitation(window=1).fit(data.catalog, data.train))
+        sources = {**default_sources(), "stub": ModelSource(stub, "stub", unseen=data.train.select(np.arange(0, len(data.train), 2)))}
+        model = Hybrid(sources=sources, valid_fraction=0.3).fit(data.catalog, data.train)
+        results.append(model.recommend(data.test(2), progress=False))
+        assert all((s.next_item[s.next_item >= 0] >= 0).all() for s in stub.calls)
+        assert (stub.calls[-1].next_item == -1).all(), "test sessions reach the model without targets"
+    np.testing.assert_array_equal(*results)
+
+
+TINY_BASELINE = {
+    "embedding_size": 16, "hidden_size": 16, "num_layers": 1, "transformer_layers": 1, "num_heads": 2,
+    "inner_size": 32, "gnn_steps": 1, "max_length": 4, "batch_size": 64, "eval_batch_size": 64,
+    "max_epochs": 1, "progress": False, "max_valid_per_locale": 20,
+}
+
+
+def test_predict_hybrid_with_model_folders(tiny_folder, tmp_path, monkeypatch):
+    """End to end: train-baseline folders as hybrid sources, through ``predict --model A,B``."""
+    from id_baselines.api import train_baseline
+
+    from recformer_m2.cli import main
+    from recformer_m2.methods import load_model_source, ranking_method
+    from recformer_m2.submission import read_submission
+
+    monkeypatch.setenv("RECFORMER_M2_CACHE", str(tmp_path / "cache"))
+    stamp = train_baseline("stamp", tiny_folder, 2, "supervised", tmp_path / "stamp", overrides=TINY_BASELINE)
+    narm = train_baseline("narm", tiny_folder, 2, "supervised", tmp_path / "narm", overrides=TINY_BASELINE)
+    data = M2Data(tiny_folder, cache_dir=tmp_path / "cache")
+    source = load_model_source(stamp, data)
+    assert sorted(LOCALES[x] for x in source.locales) == ["ES", "FR", "IT"]
+    # Its unseen sessions are exactly the baseline's validation split of the task 2 sessions.
+    task2 = data.train.select(data.train.in_locales(["ES", "FR", "IT"]))
+    assert len(source.unseen) == len(validation_split(task2, 0.1, 0, 20)[1])
+    model = ranking_method("hybrid", data, model=[stamp, narm, stamp])
+    assert {"stamp", "narm", "stamp_2"} <= set(model.sources)
+    assert {"stamp_rank", "narm_score", "stamp_2_rank"} <= set(model.feature_names)
+    assert model.training_summary["optimistic_model_sources"] == 0
+    out = tmp_path / "task2.parquet"
+    main(["predict", "--data", str(tiny_folder), "--task", "2", "--method", "hybrid",
+          "--model", f"{stamp},{narm}", "--out", str(out)])
+    submission = read_submission(out)
+    sessions = data.test(2)
+    assert len(submission) == len(sessions)
+    for row, prev in zip(submission.next_item_prediction, sessions.to_lists()):
+        assert 0 < len(row) == len(set(row)) <= 100 and not set(row) & set(data.catalog.ids[prev])
+    with pytest.raises(ValueError, match="neither a Recformer folder"):
+        load_model_source(tmp_path, data)
