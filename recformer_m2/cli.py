@@ -54,8 +54,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_train_baseline(args: argparse.Namespace) -> None:
     from id_baselines.api import train_baseline
+    from id_baselines.config import BaselineConfig
 
-    out = train_baseline(args.model, args.data, args.task, args.mode, args.out, args.config)
+    from .config import config_overrides
+
+    out = train_baseline(args.model, args.data, args.task, args.mode, args.out, args.config,
+                         config_overrides(args, BaselineConfig))
     logger.info("baseline %s written to %s", args.model, out)
 
 
@@ -91,13 +95,18 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         overrides["stages"] = [x for x in args.stages.split(",") if x]
     config = load_config(PipelineConfig, args.config, overrides)
     results = run_pipeline(config)
-    for name, table in results.items():
+    for name in ("task1", "task2", "task3"):
         metrics = ["BLEU"] if name == "task3" else ["MRR@100", "Recall@100"]
-        print(f"\n== {name} ==\n{format_table(table, metrics)}")
+        print(f"\n== {name} ==\n{format_table(results[name], metrics)}")
+    print(f"\n== wall-clock seconds per stage ==\n{results['timing'].to_string(index=False)}")
     print(f"\nreport: {Path(config.out) / 'report.md'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from id_baselines.config import BaselineConfig  # a plain dataclass: no torch import
+
+    from .config import add_config_arguments
+
     parser = argparse.ArgumentParser(prog="recformer-m2", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--task", type=int, required=True, choices=[1, 2, 3])
     p.add_argument("--method", required=True)
-    p.add_argument("--model", default=None, help="trained model folder, for methods that need one")
+    p.add_argument("--model", default=None,
+                   help="trained model folder, for methods that need one; with --method hybrid, one or more "
+                        "folders joined by commas (Recformer or ID baseline), each added as a candidate source")
     p.add_argument("--out", required=True, help="submission parquet file")
     p.add_argument("--k", type=int, default=TOP_K)
     p.set_defaults(func=cmd_predict)
@@ -130,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="supervised", choices=["supervised", "finetune"])
     p.add_argument("--out", required=True)
     p.add_argument("--config", default=None, help="JSON file of BaselineConfig fields")
+    add_config_arguments(p, BaselineConfig)  # --epochs-like overrides: --max-epochs 5 --hidden-size 64 ...
     p.set_defaults(func=cmd_train_baseline)
 
     p = sub.add_parser("train-titles", help="train the mT5 next-title generator (task 3)")

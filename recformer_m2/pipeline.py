@@ -8,6 +8,7 @@ fitted on the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -25,6 +26,10 @@ from .methods import ranking_method, title_method
 from .metrics import evaluate_rankings, rank_metrics, title_bleu
 
 logger = logging.getLogger(__name__)
+
+
+STAGES = ("recformer", "baselines", "titles")
+"""Trained stages of the main job, in the order they run."""
 
 
 @dataclass
@@ -49,12 +54,24 @@ class PipelineConfig:
     """Cap on held-out sessions per locale (keeps evaluation of the real data quick)."""
     cold_threshold: int = 3
     """A target seen fewer times than this in its locale's training sessions counts as cold."""
-    stages: list[str] = field(default_factory=lambda: ["recformer"])
-    """Trained stages beside the heuristics: ``recformer`` (pretrain, zero-shot, finetune)."""
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    """Trained stages beside the heuristics: ``recformer`` (pretrain, zero-shot, finetune from the
+    pretrained model and from scratch), ``baselines`` (the ID baselines, tasks 1 and 2, both task-2
+    modes), ``titles`` (the mT5 title generator with K = 1, 2, 3 previous titles)."""
     pretrain_config: str = "pretrain/configs/small.json"
     """Pretraining config of the ``recformer`` stage (paths relative to the repository root)."""
     finetune_config: str = "finetune/configs/small.json"
     """Finetuning config of the ``recformer`` stage."""
+    baseline_models: list[str] = field(default_factory=lambda: ["gru4rec", "narm", "stamp", "srgnn", "core"])
+    """ID baselines of the ``baselines`` stage."""
+    baseline_budget_seconds: float = 360.0
+    """Wall-clock budget of the whole ``baselines`` stage, shared by its training runs."""
+    hybrid_with_models: bool = True
+    """Add a ``hybrid (+models)`` row per task: the hybrid with the trained models as extra sources."""
+    title_config: str | None = None
+    """TitleConfig JSON of the ``titles`` stage; None keeps TitleConfig's defaults."""
+    title_ks: list[int] = field(default_factory=lambda: [1, 2, 3])
+    """Previous titles given to the generator, one scored row each (the Amazon-M2 paper's ablation)."""
 
 
 @dataclass
@@ -178,29 +195,106 @@ def format_table(table: pd.DataFrame, metrics: list[str]) -> str:
 
 def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     """Run the main job and write ``report.md``, ``results_*.csv`` and ``plots/*.png`` under ``config.out``."""
+    unknown = sorted(set(config.stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.json")
-    folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
-    data = M2Data(folder)
+    clock = StageClock()
+    with clock("data"):
+        folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
+        data = M2Data(folder)
     models: dict[int, dict[str, tuple[str, Path]]] = {1: {}, 2: {}}
-    if config.stages and not all(data.has_truth(t) for t in (1, 2)):
+    trained = [stage for stage in config.stages if stage in ("recformer", "baselines")]
+    if trained and not all(data.has_truth(t) for t in (1, 2)):
         logger.warning("%s has no ground truth for tasks 1 and 2: trained stages %s are skipped (they would "
-                       "need the validation split kept out of their training)", folder, config.stages)
-    elif "recformer" in config.stages:
-        for task, entries in train_recformer(folder, out, config).items():
-            models[task].update(entries)
+                       "need the validation split kept out of their training)", folder, trained)
+        trained = []
+    if "recformer" in trained:
+        with clock("recformer: pretrain + finetune"):
+            for task, entries in train_recformer(folder, out, config).items():
+                models[task].update(entries)
+    if "baselines" in trained:
+        from id_baselines.api import pipeline_baselines
+
+        with clock("ID baselines"):
+            for task, entries in pipeline_baselines(folder, out / "baselines", tuple(config.baseline_models),
+                                                    config.baseline_budget_seconds).items():
+                models[task].update(entries)
+    if config.hybrid_with_models:
+        for task in (1, 2):
+            folders = transfer_models(task, models[task])
+            if folders:
+                models[task]["hybrid (+models)"] = ("hybrid", folders)
     results: dict[str, pd.DataFrame] = {}
     for task in (1, 2):
-        results[f"task{task}"] = run_ranking_task(data, task, config, models[task])
-    results["task3"] = run_title_task(data, config)
+        with clock(f"task {task}: fit and score"):
+            results[f"task{task}"] = run_ranking_task(data, task, config, models[task])
+    with clock("task 3: title heuristics"):
+        results["task3"] = run_title_task(data, config)
+    examples = None
+    if "titles" in config.stages:
+        with clock("task 3: title generator"):
+            stage = run_title_stage(data, out, config)
+        results["task3"] = pd.concat([results["task3"], stage.table], ignore_index=True)
+        examples = stage.examples
+        results["title_speed"] = pd.DataFrame([{"titles_per_second": stage.titles_per_second,
+                                                 "train_seconds": stage.train_seconds}])
+    results["timing"] = clock.table()
     for name, table in results.items():
         table.to_csv(out / f"results_{name}.csv", index=False)
     plot_metric(results["task1"], "MRR@100", out / "plots" / "task1_mrr.png", "Task 1 (UK, DE, JP): MRR@100")
     plot_metric(results["task2"], "MRR@100", out / "plots" / "task2_mrr.png", "Task 2 (ES, FR, IT): MRR@100")
     plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png", "Task 3: next-title BLEU")
-    write_report(out, folder, results)
+    write_report(out, folder, results, examples)
+    logger.info("main job done in %.1f min:\n%s", clock.total() / 60, results["timing"].to_string(index=False))
     return results
+
+
+def transfer_models(task: int, entries: dict[str, tuple[str, Path]]) -> list[Path]:
+    """The trained folders the hybrid fuses for ``task``: the models trained for its locales (task 1: the ID
+    baselines; task 2: Recformer and the ID baselines pretrained on UK/DE/JP then finetuned). The pretrained
+    Recformer of task 1 is left out: its held-out sessions are not known to the ranker, so its features
+    would be scored on sessions it trained on."""
+    if task == 1:
+        return [folder for method, folder in entries.values() if method != "recformer"]
+    return [folder for label, (_, folder) in entries.items() if label.endswith(("(pretrained+ft)", "(pretrain+ft)"))]
+
+
+class StageClock:
+    """Wall-clock seconds of each named stage, for the report (the main job must stay under 30 minutes)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        logger.info("stage: %s", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"stage": k, "seconds": round(v, 1)} for k, v in self.seconds.items()]
+        return pd.DataFrame([*rows, {"stage": "total", "seconds": round(self.total(), 1)}])
+
+
+def run_title_stage(data: M2Data, out: Path, config: PipelineConfig):
+    """Train the mT5 title generator on the task-3 fit sessions and score it with K = ``title_ks``."""
+    from .config import load_config
+    from .titles import TitleConfig
+    from .titles.ablation import title_stage
+
+    split = task_split(data, 3, config)
+    title_config = load_config(TitleConfig, repo_path(config.title_config) if config.title_config else None)
+    return title_stage(data, split.fit, split.test, list(split.targets), out / "titles", title_config,
+                       ks=tuple(config.title_ks))
 
 
 def repo_path(relative: str) -> Path:
@@ -259,7 +353,8 @@ def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:
     return folder
 
 
-def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame]) -> None:
+def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame],
+                 examples: pd.DataFrame | None = None) -> None:
     ranking_metrics = ["MRR@100", "Recall@100", "NDCG@100"]
     lines = [
         "# recformer-m2 report",
@@ -273,5 +368,12 @@ def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame]) -> N
                   f"![task {task}](plots/task{task}_mrr.png)", ""]
     lines += ["## Task 3: next product title (BLEU, 0-1)", "", "```", format_table(results["task3"], ["BLEU"]), "```",
               "", "![task 3](plots/task3_bleu.png)", ""]
+    if "title_speed" in results:
+        speed = results["title_speed"].iloc[0]
+        lines += [f"Title generator: trained in {speed['train_seconds']:.0f} s, generates "
+                  f"{speed['titles_per_second']:.1f} titles/s on this machine.", ""]
+    if examples is not None and len(examples):
+        lines += ["Example generations:", "", "```", examples.to_string(index=False), "```", ""]
+    lines += ["## Wall-clock time per stage (seconds)", "", "```", results["timing"].to_string(index=False), "```", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     logger.info("report written to %s", out / "report.md")

@@ -1,0 +1,69 @@
+"""The main job's driver on tiny synthetic data: tables, plots, report and stage timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recformer_m2.pipeline import PipelineConfig, StageClock, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def heuristics_run(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
+    out = tmp_path_factory.mktemp("pipeline") / "out"
+    config = PipelineConfig(out=str(out), scale="tiny", methods=["popularity", "covisitation"],
+                            title_methods=["last-title"], stages=[])
+    return out, run_pipeline(config)
+
+
+def test_heuristics_only_run_writes_tables_plots_and_report(heuristics_run):
+    out, results = heuristics_run
+    for name in ("task1", "task2", "task3", "timing"):
+        assert (out / f"results_{name}.csv").exists()
+    for plot in ("task1_mrr", "task2_mrr", "task3_bleu"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "Task 2: next product, ES/FR/IT" in report and "Wall-clock time per stage" in report
+
+
+def test_tables_hold_every_locale_of_their_task_and_metrics_in_range(heuristics_run):
+    _, results = heuristics_run
+    for task, locales in ((1, {"UK", "DE", "JP"}), (2, {"ES", "FR", "IT"})):
+        table = results[f"task{task}"]
+        assert set(table["method"]) == {"popularity", "covisitation"}
+        assert locales | {"overall"} <= set(table["locale"])
+        assert table["MRR@100"].between(0, 1).all() and table["Recall@100"].between(0, 1).all()
+        # MRR can never exceed recall at the same cut-off.
+        assert (table["MRR@100"] <= table["Recall@100"] + 1e-12).all()
+    assert set(results["task3"]["method"]) == {"last-title"}
+
+
+def test_timing_table_sums_its_stages(heuristics_run):
+    _, results = heuristics_run
+    timing = results["timing"].set_index("stage")["seconds"]
+    assert timing["total"] == pytest.approx(timing.drop("total").sum(), abs=0.2)
+    assert {"data", "task 1: fit and score", "task 2: fit and score"} <= set(timing.index)
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        run_pipeline(PipelineConfig(out=str(tmp_path), scale="tiny", stages=["bert4rec"]))
+
+
+def test_stage_clock_accumulates_and_survives_errors():
+    clock = StageClock()
+    with clock("a"):
+        pass
+    with pytest.raises(RuntimeError), clock("a"):
+        raise RuntimeError("boom")
+    assert list(clock.seconds) == ["a"] and clock.total() >= 0
+
+
+def test_cli_pipeline_prints_the_task_tables_and_timing(tmp_path, capsys):
+    from recformer_m2.cli import main
+
+    main(["pipeline", "--out", str(tmp_path / "out"), "--scale", "tiny", "--methods", "popularity", "--stages", ""])
+    printed = capsys.readouterr().out
+    assert "== task2 ==" in printed and "== wall-clock seconds per stage ==" in printed and "report:" in printed
