@@ -64,12 +64,14 @@ class PipelineConfig:
     """Finetuning config of the ``recformer`` stage."""
     baseline_models: list[str] = field(default_factory=lambda: ["gru4rec", "narm", "stamp", "srgnn", "core"])
     """ID baselines of the ``baselines`` stage."""
-    baseline_budget_seconds: float = 360.0
+    baseline_budget_seconds: float = 240.0
     """Wall-clock budget of the whole ``baselines`` stage, shared by its training runs."""
     hybrid_with_models: bool = True
     """Add a ``hybrid (+models)`` row per task: the hybrid with the trained models as extra sources."""
     title_config: str | None = None
     """TitleConfig JSON of the ``titles`` stage; None keeps TitleConfig's defaults."""
+    title_minutes: float | None = 3.0
+    """Cap on the title generator's training time (overrides the title config's ``max_minutes``)."""
     title_ks: list[int] = field(default_factory=lambda: [1, 2, 3])
     """Previous titles given to the generator, one scored row each (the Amazon-M2 paper's ablation)."""
 
@@ -292,7 +294,8 @@ def run_title_stage(data: M2Data, out: Path, config: PipelineConfig):
     from .titles.ablation import title_stage
 
     split = task_split(data, 3, config)
-    title_config = load_config(TitleConfig, repo_path(config.title_config) if config.title_config else None)
+    title_config = load_config(TitleConfig, repo_path(config.title_config) if config.title_config else None,
+                               {"max_minutes": config.title_minutes} if config.title_minutes is not None else None)
     return title_stage(data, split.fit, split.test, list(split.targets), out / "titles", title_config,
                        ks=tuple(config.title_ks))
 
