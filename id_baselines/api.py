@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -153,6 +156,98 @@ def train_baseline(
     return out
 
 
+PIPELINE_CONFIG = BaselineConfig(
+    embedding_size=32, hidden_size=64, inner_size=64, transformer_layers=1, max_epochs=4, patience=1,
+    batch_size=256, max_valid_per_locale=300, resume=False, progress=False,
+)
+"""What the main job trains the baselines with: half RecBole's sizes, a few epochs, a time cap per run
+(``max_minutes``, set by ``pipeline_baselines`` from its budget), no resume (finished runs are skipped)."""
+
+STAGES = ((1, "supervised"), (2, "finetune"), (2, "supervised"))
+"""(task, mode) of each model's runs, in training order: task 2's finetune starts from the task-1 model."""
+
+
+@contextmanager
+def _lightning_quiet() -> Iterator[None]:
+    """Lightning's per-run INFO lines (accelerator found, ...) hidden: 15 runs would repeat them 15 times."""
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lightning_logger.setLevel(level)
+
+
+def _stage_dir(out: Path, name: str, task: int, mode: str) -> Path:
+    return out / (f"task1/{name}" if task == 1 else f"task2-{mode}/{name}")
+
+
+def pipeline_baselines(
+    folder: str | Path,
+    out: str | Path,
+    models: tuple[str, ...] | list[str] = ("gru4rec", "narm", "stamp", "srgnn", "core"),
+    budget_seconds: float = 360.0,
+    config: BaselineConfig | None = None,
+) -> dict[int, dict[str, tuple[str, Path]]]:
+    """Train every baseline of ``models`` for task 1 (UK/DE/JP) and both task-2 modes (ES/FR/IT
+    supervised; pretrained on UK/DE/JP, then finetuned), within about ``budget_seconds`` of wall clock.
+
+    Only the training sessions of ``folder`` are read (validation is carved from them), never a test file.
+    The task-1 model is the pretrained model of task 2's finetune mode: both train on the same UK/DE/JP
+    sessions with the same settings. The budget is shared out as the runs go, in proportion to the runs'
+    numbers of training sessions: each run may train for its share of the budget left, minus the largest
+    overhead (setup, validation, saving) seen so far, at least 5 s; time a run leaves unused goes to the
+    runs after it. A finished run leaves ``done`` in its folder and is skipped next time (not counted).
+    ``config``: the settings (default ``PIPELINE_CONFIG``; its ``max_minutes`` is replaced per run).
+
+    Returns ``{1: {name: (name, folder)}, 2: {"name (supervised)": ..., "name (pretrain+ft)": ...}}``,
+    each folder loadable by ``load_baseline`` (``ranking_method(name, data, model=folder)``).
+    """
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        raise ValueError(f"unknown ID baseline(s) {unknown}; choose from {sorted(MODELS)}")
+    base, out = config or PIPELINE_CONFIG, Path(out)
+    data = M2Data(folder)
+    sessions = {task: data.train.select(data.train.in_locales(TASK_LOCALES[task])) for task in (1, 2)}
+    runs = [(name, task, mode) for name in models for task, mode in STAGES]
+    todo = [run for run in runs if not (_stage_dir(out, *run) / "done").exists()]
+    weight = {task: max(len(s), 1) for task, s in sessions.items()}  # time follows the training set's size
+    start, overhead = time.perf_counter(), 0.0
+    for i, (name, task, mode) in enumerate(todo):
+        left = budget_seconds - (time.perf_counter() - start)
+        share = left * weight[task] / sum(weight[t] for _, t, _ in todo[i:])
+        cap = max(share - overhead, 5.0)
+        if left < 5.0 * (len(todo) - i):
+            logger.warning("%s task %d %s: baseline budget (%.0f s) spent; training for %.0f s anyway",
+                           name, task, mode, budget_seconds, cap)
+        run_dir = _stage_dir(out, name, task, mode)
+        pretrained = _stage_dir(out, name, 1, "supervised") if mode == "finetune" else None
+        init = load_baseline(pretrained) if pretrained is not None else None
+        run_start = time.perf_counter()
+        with _lightning_quiet():
+            result = train_on_sessions(
+                name, replace(base, max_minutes=cap / 60), data.catalog, sessions[task], run_dir, init=init,
+                meta={"task": task, "mode": mode, "data": str(folder), "stage": mode,
+                      "locales": list(TASK_LOCALES[task]), "training_cap_seconds": cap,
+                      **({"pretrained_from": str(pretrained)} if pretrained is not None else {})},
+            )
+        seconds = time.perf_counter() - run_start
+        trained = sum(h["train_seconds"] for h in result.history)
+        overhead = max(overhead, seconds - trained)
+        (run_dir / "done").write_text(json.dumps({"seconds": seconds, "train_seconds": trained}) + "\n",
+                                      encoding="utf-8")
+        logger.info("%s task %d %s: %.0f s (%.0f s training, cap %.0f s), validation MRR@100 %.4f",
+                    name, task, mode, seconds, trained, cap, result.best_mrr)
+    logger.info("ID baselines: %d runs trained in %.0f s (budget %.0f s), %d already done",
+                len(todo), time.perf_counter() - start, budget_seconds, len(runs) - len(todo))
+    return {
+        1: {name: (name, _stage_dir(out, name, 1, "supervised")) for name in models},
+        2: {f"{name} ({label})": (name, _stage_dir(out, name, 2, mode)) for name in models
+            for mode, label in (("supervised", "supervised"), ("finetune", "pretrain+ft"))},
+    }
+
+
 class BaselineRecommender(SessionRecommender):
     """A trained ID baseline as a ``SessionRecommender``: ``fit(catalog, train)`` only binds the catalog
     (maps the vocabulary to its codes); ``recommend`` ranks the whole vocabulary."""
@@ -204,4 +299,4 @@ def load_baseline(out_dir: str | Path, catalog: Catalog | None = None) -> Baseli
     return recommender.fit(catalog) if catalog is not None else recommender
 
 
-__all__ = ["BaselineRecommender", "load_baseline", "train_baseline", "train_on_sessions", "transfer_weights"]
+__all__ = ["BaselineRecommender", "load_baseline", "pipeline_baselines", "train_baseline", "train_on_sessions", "transfer_weights"]

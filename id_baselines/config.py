@@ -31,6 +31,12 @@ class BaselineConfig:
     """CORE-trm: dropout on the attention probabilities."""
     gnn_steps: int = 1
     """SR-GNN: propagation steps of the gated graph network."""
+    stamp_empty_slots: bool = True
+    """STAMP: the empty slots of its ``max_length`` window hold one learned vector that enters its mean
+    and attention (what RecBole's STAMP does through its padding; see stamp.py). False: the paper's STAMP."""
+    stamp_null_logit: bool = True
+    """STAMP: train with the padding column's logit fixed at 0 (a null class; RecBole's loss has it)
+    rather than -inf. Prediction never ranks padding either way."""
     core_variant: str = "trm"
     """CORE: ``trm`` (transformer weighting, CORE-trm) or ``ave`` (mean pooling, CORE-ave)."""
     transformer_layers: int = 2
@@ -74,6 +80,9 @@ class BaselineConfig:
     """Upper bound on epochs (per stage in ``finetune`` mode)."""
     patience: int = 2
     """Epochs without a better validation MRR@100 before stopping."""
+    max_minutes: float | None = None
+    """Wall-clock cap on the training of one run (Lightning's ``max_time``; per stage in ``finetune``
+    mode). When it is hit mid-epoch the run validates once more and keeps its best model. None: no cap."""
     limit_train_batches: float = 1.0
     """Share (float) or number (int > 1) of training batches per epoch; for quick checks."""
     seed: int = 0
@@ -98,5 +107,7 @@ class BaselineConfig:
             raise ValueError(f"core_variant ({self.core_variant!r}) must be 'trm' or 'ave'")
         if self.embedding_size % self.num_heads:
             raise ValueError(f"embedding_size ({self.embedding_size}) is not a multiple of num_heads ({self.num_heads})")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes ({self.max_minutes}) must be positive or None")
         if self.max_length < 1:
             raise ValueError(f"max_length ({self.max_length}) must be positive")

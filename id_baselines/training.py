@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,7 @@ def fit(
         accelerator=config.accelerator,
         devices=1,
         max_epochs=config.max_epochs,
+        max_time=timedelta(minutes=config.max_minutes) if config.max_minutes is not None else None,
         limit_train_batches=config.limit_train_batches,
         callbacks=callbacks,
         logger=CSVLogger(out_dir, name="logs"),

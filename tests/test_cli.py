@@ -90,3 +90,27 @@ def test_train_tokenizer_on_the_catalog(sample_with_truth, tmp_path):
     ids = tokenizer("エレコム USB Type-C ケーブル", add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids) == "エレコム USB Type-C ケーブル"
+
+
+def test_train_baseline_settings_cli_over_config_file_over_defaults(tmp_path, monkeypatch):
+    from id_baselines.config import BaselineConfig
+    from recformer_m2.cli import build_parser
+    from recformer_m2.config import config_overrides
+    from recformer_m2.synth import generate
+
+    monkeypatch.setenv("RECFORMER_M2_CACHE", str(tmp_path / "cache"))
+    data, out = tmp_path / "data", tmp_path / "stamp"
+    generate(data, scale="tiny", seed=0)
+    plain = ["train-baseline", "--model", "stamp", "--data", str(data), "--task", "1", "--mode", "supervised",
+             "--out", str(out)]
+    assert config_overrides(build_parser().parse_args(plain), BaselineConfig) == {}  # the original form
+    settings = tmp_path / "baseline.json"
+    settings.write_text(json.dumps({"embedding_size": 16, "max_epochs": 1, "batch_size": 32, "progress": False}))
+    main([*plain, "--config", str(settings), "--embedding-size", "8", "--max-minutes", "0.5", "--locale-mask", "false"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["embedding_size"] == 8 and saved["max_minutes"] == 0.5 and saved["locale_mask"] is False  # CLI
+    assert saved["max_epochs"] == 1 and saved["batch_size"] == 32  # file
+    assert saved["hidden_size"] == BaselineConfig.hidden_size  # default
+    assert json.loads((out / "model.json").read_text())["model"] == "stamp"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*plain, "--embedding-size", "eight"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,49 @@ def test_model_shapes_loss_and_gradients(name: str):
     assert torch.equal(model.item_embedding.weight[0], torch.zeros(config.embedding_size))  # padding row
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_scores_do_not_depend_on_the_padding_of_the_batch(name: str):
+    # RecBole's STAMP reads its padding (see stamp.py); ours must score a session the same alone or
+    # padded beside a longer one.
+    torch.manual_seed(0)
+    config = tiny_config(max_length=6)
+    model = build_model(name, 20, config).eval()
+    with torch.no_grad():
+        model.item_embedding.weight[0].normal_()  # padding is never read, whatever its row holds
+    ex = SessionExamples.for_prediction(make_sessions([[1, 2], [3, 4, 5, 6, 7, 8]], [9, 10]))
+    collate = type(model).collator(ex, config.max_length)
+    with torch.no_grad():
+        alone, padded = model(collate([0])), model(collate([0, 1]))[:1]
+    torch.testing.assert_close(alone, padded, rtol=1e-5, atol=1e-6)
+
+
+def test_stamp_empty_slots_count_what_the_window_lacks():
+    torch.manual_seed(0)
+    plain = build_model("stamp", 20, tiny_config(max_length=4, stamp_empty_slots=False)).eval()
+    slots = build_model("stamp", 20, tiny_config(max_length=4)).eval()
+    slots.load_state_dict({**plain.state_dict(), "empty_slot": torch.randn(TINY["embedding_size"])})
+    ex = SessionExamples.for_prediction(make_sessions([[1, 2], [3, 4, 5, 6, 7]], [9, 10]))
+    batch = PadCollator(ex, 4)([0, 1])
+    with torch.no_grad():
+        a, b = plain.session_embedding(batch), slots.session_embedding(batch)
+    assert not torch.allclose(a[0], b[0])  # two of four slots empty
+    torch.testing.assert_close(a[1], b[1])  # a full window has no empty slot: the paper's STAMP
+
+
+def test_stamp_null_logit_keeps_padding_at_zero_in_the_loss_only():
+    torch.manual_seed(0)
+    null = build_model("stamp", 20, tiny_config()).eval()
+    plain = build_model("stamp", 20, tiny_config(stamp_null_logit=False)).eval()
+    plain.load_state_dict(null.state_dict())
+    batch = PadCollator(SessionExamples.for_training(make_sessions([[1, 2], [3]], [4, 5]), augment=False), 4)([0, 1])
+    with torch.no_grad():
+        scores = null.session_embedding(batch) @ null.item_embedding.weight.T  # (B, N); column 0 is 0
+        assert torch.equal(scores[:, 0], torch.zeros(2))
+        torch.testing.assert_close(null.loss(batch), torch.nn.functional.cross_entropy(scores, batch.targets))
+        torch.testing.assert_close(plain.loss(batch), torch.nn.functional.cross_entropy(scores[:, 1:], batch.targets - 1))
+        assert torch.equal(null(batch), plain(batch))  # ranking never sees padding
+
+
 def test_srgnn_refuses_a_batch_without_its_graph():
     config = tiny_config()
     model = build_model("srgnn", 12, config)
@@ -285,3 +329,43 @@ def test_config_is_validated_and_unknown_models_refused(tiny_dir: Path, tmp_path
         train_baseline("bert4rec", tiny_dir, 1, "supervised", tmp_path / "x", overrides=TINY)
     with pytest.raises(ValueError, match="unknown BaselineConfig field"):
         train_baseline("narm", tiny_dir, 1, "supervised", tmp_path / "x", overrides={"hidden": 3})
+
+
+# --- the main job's hook and the time cap ---------------------------------------------------------------
+
+def test_max_minutes_stops_training_and_keeps_a_validated_best_model(tiny_dir: Path, tmp_path: Path):
+    out = train_baseline("gru4rec", tiny_dir, 1, "supervised", tmp_path / "capped",
+                         overrides={**TINY, "max_epochs": 1000, "patience": 1000, "max_minutes": 1e-4})
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) < 1000 and "val_mrr" in history[-1]
+    assert (out / "checkpoints" / "best.ckpt").exists()
+    with pytest.raises(ValueError, match="max_minutes"):
+        BaselineConfig(max_minutes=0)
+
+
+def test_pipeline_baselines_trains_both_tasks_from_training_sessions_only(tiny_dir: Path, tmp_path: Path):
+    from id_baselines.api import pipeline_baselines
+
+    folder = tmp_path / "data"
+    shutil.copytree(tiny_dir, folder)
+    for path in [*folder.glob("sessions_test_*"), *folder.glob("gt_*")]:  # test files must never be needed
+        path.unlink()
+    config = tiny_config(resume=False)
+    runs = pipeline_baselines(folder, tmp_path / "runs", models=("stamp", "srgnn"), budget_seconds=30, config=config)
+    assert set(runs) == {1, 2}
+    assert set(runs[1]) == {"stamp", "srgnn"}
+    assert set(runs[2]) == {f"{m} ({k})" for m in ("stamp", "srgnn") for k in ("supervised", "pretrain+ft")}
+    for task, methods in runs.items():
+        for label, (method, path) in methods.items():
+            info = json.loads((path / "model.json").read_text())
+            assert info["model"] == method and info["task"] == task and (path / "done").exists()
+            assert info["locales"] == list(TASK_LOCALES[task])
+            assert info["training_cap_seconds"] >= 5.0
+    finetuned = json.loads((runs[2]["stamp (pretrain+ft)"][1] / "model.json").read_text())
+    assert finetuned["mode"] == "finetune" and finetuned["pretrained_from"] == str(runs[1]["stamp"][1])
+    stamp = runs[1]["stamp"][1] / "model.pt"
+    before = stamp.stat().st_mtime_ns
+    assert pipeline_baselines(folder, tmp_path / "runs", models=("stamp", "srgnn"), config=config) == runs
+    assert stamp.stat().st_mtime_ns == before  # finished runs are skipped
+    with pytest.raises(ValueError, match="unknown ID baseline"):
+        pipeline_baselines(folder, tmp_path / "runs", models=("bert4rec",))
