@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Sampler
 
+from recformer_m2.batching import length_grouped_batches
 from recformer_m2.data import Catalog, Sessions
 from recformer_m2.data.m2 import filtered_offsets
 
@@ -150,15 +151,8 @@ class LengthBucketBatches(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(len(self.lengths))
-        size = self.batch_size * max(self.pool, 1)
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            if self.pool:
-                chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
-        for i in rng.permutation(len(batches)):
-            yield batches[i]
+        for batch in length_grouped_batches(order, self.lengths, self.batch_size, self.pool, rng, drop_last=False):
+            yield batch.tolist()
 
 
 class PadCollator:
