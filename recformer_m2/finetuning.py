@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .batching import length_grouped
 from .config import load_config, save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
-from .data import Catalog, M2Data, Sessions, validation_split
+from .data import Catalog, M2Data, Sessions, locale_split
 from .encode import RecformerEncoder, catalog_items, session_items
 from .index import ItemIndex
 from .metrics import rank_metrics
@@ -95,9 +95,8 @@ def prepare_data(data: M2Data, config: FinetuneConfig) -> FinetuneData:
     rows = catalog.rows(codes, item_locales)
     position = np.full((len(LOCALES), catalog.num_ids), -1, dtype=np.int64)
     position[item_locales, codes] = np.arange(len(codes))
-    sessions = data.train.select(data.train.in_locales(locales))
-    fit_idx, valid_idx = validation_split(sessions, config.valid_fraction, config.split_seed, config.max_valid_per_locale)
-    train, valid = sessions.select(fit_idx), sessions.select(valid_idx)
+    train, valid = locale_split(data.train, locales, config.valid_fraction, config.split_seed,
+                                config.max_valid_per_locale)
     labels = position[train.locale, train.next_item]
     usable = labels >= 0
     if not usable.all():

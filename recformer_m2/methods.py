@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .constants import LOCALES, TASK_LOCALES, TOP_K
-from .data import M2Data, Sessions, validation_split
+from .data import M2Data, Sessions, locale_split
 from .heuristics import RANKING_METHODS, TITLE_METHODS
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,6 @@ def model_folders(model: str | Path | Sequence[str | Path] | None) -> list[Path]
     return [Path(part.strip()) for item in items for part in str(item).split(",") if part.strip()]
 
 
-def _unseen(data: M2Data, locales: Sequence[str], fraction: float, seed: int, cap: int | None) -> Sessions:
-    """The validation split a model held out of its locales' training sessions (it never trained on them)."""
-    sessions = data.train.select(data.train.in_locales(list(locales)))
-    _, valid_idx = validation_split(sessions, fraction, seed, cap)
-    return sessions.select(valid_idx)
-
-
 def load_model_source(folder: str | Path, data: M2Data):
     """A trained folder as a hybrid ``ModelSource``: Recformer (``config.json`` with model type
     ``recformer``) or an ID baseline (``model.json``), with its locales and its never-trained-on sessions.
@@ -84,7 +77,7 @@ def load_model_source(folder: str | Path, data: M2Data):
         info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
         config = load_config(BaselineConfig, folder / "config.json")
         locales = info.get("locales") or list(TASK_LOCALES[int(info["task"])])
-        unseen = _unseen(data, locales, config.valid_fraction, config.seed, config.max_valid_per_locale)
+        _, unseen = locale_split(data.train, locales, config.valid_fraction, config.seed, config.max_valid_per_locale)
         return ModelSource(load_baseline(folder, data.catalog), str(info["model"]),
                            [LOCALES.index(x) for x in locales], unseen)
     config_file = folder / "config.json"
@@ -101,7 +94,8 @@ def load_model_source(folder: str | Path, data: M2Data):
         return ModelSource(ranker, name)
     config = load_config(FinetuneConfig, folder / "finetune_config.json")
     locales = TASK_LOCALES[config.task]
-    unseen = _unseen(data, locales, config.valid_fraction, config.split_seed, config.max_valid_per_locale)
+    _, unseen = locale_split(data.train, locales, config.valid_fraction, config.split_seed,
+                             config.max_valid_per_locale)
     return ModelSource(ranker, name, [LOCALES.index(x) for x in locales], unseen)
 
 

@@ -26,3 +26,13 @@ def validation_split(
             if len(held) > max_per_locale:
                 valid[held[np.argsort(u[held], kind="stable")[max_per_locale:]]] = False
     return np.flatnonzero(~valid), np.flatnonzero(valid)
+
+
+def locale_split(sessions: Sessions, locales, fraction: float, seed: int,
+                 max_per_locale: int | None) -> tuple[Sessions, Sessions]:
+    """The sessions of ``locales``, split by :func:`validation_split` into (fit, held out). Finetuning and
+    the ID baselines hold out their validation sessions this way, so the hybrid can recompute from a
+    trained folder's config which sessions that model never trained on."""
+    mine = sessions.select(sessions.in_locales(list(locales)))
+    fit_idx, valid_idx = validation_split(mine, fraction, seed, max_per_locale)
+    return mine.select(fit_idx), mine.select(valid_idx)
