@@ -93,20 +93,10 @@ class SessionExamples:
         sessions = sessions.select(keep)
         if not augment:
             return cls.for_prediction(sessions)
-        lengths = sessions.lengths + 1  # full sequences: previous items, then the target
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        flat = np.empty(offsets[-1], dtype=np.int64)
-        is_target = np.zeros(offsets[-1], dtype=bool)
-        is_target[offsets[1:] - 1] = True
-        flat[is_target], flat[~is_target] = sessions.next_item, sessions.items
-        owner = np.repeat(np.arange(len(sessions), dtype=np.int64), lengths)
-        position = np.arange(len(flat), dtype=np.int64)
-        # A position repeats an item when the same (session, item) occurred earlier.
-        _, first, inverse = np.unique(owner * (flat.max(initial=0) + 1) + flat, return_index=True, return_inverse=True)
-        repeat = first[inverse] < position
-        predicted = (position > offsets[:-1][owner]) & ~repeat  # every position but each session's first
-        return cls(flat, offsets[:-1][owner[predicted]], position[predicted], flat[predicted],
-                   sessions.locale.astype(np.int64)[owner[predicted]])
+        full, position = sessions.prefix_positions()
+        owner = full.session_index[position]
+        return cls(full.items.astype(np.int64), full.offsets[:-1][owner], position, full.items[position].astype(np.int64),
+                   full.locale.astype(np.int64)[owner])
 
     def lengths(self, max_length: int) -> np.ndarray:
         """(n,) prefix lengths after truncation to ``max_length``."""

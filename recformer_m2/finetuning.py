@@ -29,6 +29,7 @@ from .config import load_config, save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions, locale_split
 from .encode import RecformerEncoder, catalog_items, session_items
+from .heuristics import occurrence_counts
 from .index import ItemIndex
 from .metrics import rank_metrics
 from .models import RecformerForSeqRec, RecformerModel
@@ -64,6 +65,14 @@ class FinetuneConfig:
     """Sort training sessions by length within windows of this many batches, then shuffle the batches
     (:func:`~recformer_m2.batching.length_grouped`): less padding per batch; 0 or 1 keeps a random order."""
     encode_batch_size: int = 128
+    popularity_prior: bool = True
+    """Add a learned weight times log(1 + the item's occurrences in the training sessions) to every score
+    (``RecformerForSeqRec.item_bias``): how often a product is bought is not in its text. Saved with the
+    item table as a per-item ``bias`` that retrieval adds to the cosine."""
+    prefix_examples: bool = True
+    """Train on every prefix of each training session (``Sessions.prefixes``: about four examples per
+    session, as GRU4Rec-style session models train) rather than on its ``prev_items`` alone. Validation
+    always scores whole sessions."""
     lora: bool = False
     """Train LoRA adapters on the attention projections instead of all weights (peft); merged into ``best``."""
     lora_r: int = 8
@@ -85,9 +94,12 @@ class FinetuneData:
     train_labels: np.ndarray  # (n,) table row of each training session's target
     valid: Sessions
     valid_targets: np.ndarray  # (m,) target codes
+    prior: np.ndarray | None = None  # (N,) log(1 + training occurrences) of each table row; None: no prior
 
 
-def prepare_data(data: M2Data, config: FinetuneConfig) -> FinetuneData:
+def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = None) -> FinetuneData:
+    """The task's item table and its (training, validation) sessions; ``max_items``: the newest items of a
+    prefix the model reads (older ones are dropped here rather than carried to the collator)."""
     catalog = data.catalog
     locales = TASK_LOCALES[config.task]
     codes = np.concatenate([catalog.locale_codes(loc) for loc in locales])
@@ -97,13 +109,20 @@ def prepare_data(data: M2Data, config: FinetuneConfig) -> FinetuneData:
     position[item_locales, codes] = np.arange(len(codes))
     train, valid = locale_split(data.train, locales, config.valid_fraction, config.split_seed,
                                 config.max_valid_per_locale)
+    prior = None
+    if config.popularity_prior:  # from the sessions trained on only: validation targets stay unseen
+        prior = np.log1p(occurrence_counts(train, catalog.num_ids)[item_locales, codes]).astype(np.float32)
+    if config.prefix_examples:
+        sessions = len(train)
+        train = train.prefixes(max_items)
+        logger.info("%d training examples from every prefix of %d sessions", len(train), sessions)
     labels = position[train.locale, train.next_item]
     usable = labels >= 0
     if not usable.all():
         logger.warning("%d training session(s) skipped: their target has no product row in the locale", (~usable).sum())
     logger.info("finetuning on %d sessions, validating on %d, %d candidate items", usable.sum(), len(valid), len(codes))
     return FinetuneData(codes, item_locales, catalog_items(catalog, rows), train.select(usable), labels[usable],
-                        valid, valid.next_item)
+                        valid, valid.next_item, prior)
 
 
 def _device(name: str) -> torch.device:
@@ -123,7 +142,8 @@ def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, ou
                                     vocab_size=scratch.vocab_size, seed=config.seed)
         torch.manual_seed(config.seed)
         return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
-    model = RecformerForSeqRec.from_pretrained_strict(pretrained, allow_unexpected=("lm_head",))
+    model = RecformerForSeqRec.from_pretrained_strict(pretrained, allow_unexpected=("lm_head",),
+                                                      allow_missing=("prior_weight",))
     return model, load_tokenizer(pretrained)
 
 
@@ -144,10 +164,17 @@ def _encoder_of(model: RecformerForSeqRec) -> RecformerModel:
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 
+def item_bias(model: RecformerForSeqRec) -> np.ndarray | None:
+    """The model's per-item prior in cosine units (what retrieval adds to each item's cosine), or None."""
+    bias = model.item_bias()
+    return None if bias is None else (bias.detach().float().cpu().numpy() * model.config.temperature)
+
+
 def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
-             sessions: Sessions, targets: np.ndarray, k: int = TOP_K) -> dict[str, float]:
-    """MRR/Recall/NDCG@k of retrieval from ``table`` for held-out sessions (their items excluded)."""
-    index = ItemIndex().build(table, data.codes, data.locales)
+             sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None) -> dict[str, float]:
+    """MRR/Recall/NDCG@k of retrieval from ``table`` (plus ``bias`` per item) for held-out sessions (their
+    items excluded)."""
+    index = ItemIndex().build(table, data.codes, data.locales, bias)
     queries = encoder.encode_sessions(session_items(catalog, sessions), batch_size=encoder.batch_size)
     ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
     metrics = rank_metrics(ranked, targets, k)
@@ -156,7 +183,8 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
 
 def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: FinetuneData, catalog: Catalog,
                config: FinetuneConfig, metrics: dict, folder: Path) -> None:
-    """Write the encoder, tokenizer, item table and metrics to ``folder`` atomically (tmp then rename)."""
+    """Write the encoder, tokenizer, item table (with its per-item ``bias`` when the model has a prior)
+    and metrics to ``folder`` atomically (tmp then rename)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     encoder = _encoder_of(model)
@@ -167,8 +195,11 @@ def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: Fi
     encoder.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     np.save(tmp / TABLE_FILE, table.astype(np.float16))
-    pd.DataFrame({"id": catalog.ids[data.codes], "locale": [LOCALES[x] for x in data.locales]}).to_parquet(
-        tmp / TABLE_KEYS_FILE, index=False)
+    keys = pd.DataFrame({"id": catalog.ids[data.codes], "locale": [LOCALES[x] for x in data.locales]})
+    bias = item_bias(model)
+    if bias is not None:
+        keys["bias"] = bias
+    keys.to_parquet(tmp / TABLE_KEYS_FILE, index=False)
     save_config(config, tmp / "finetune_config.json")
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
@@ -203,7 +234,8 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
         if stage == 1:  # re-encode every candidate with the current encoder: the frozen table of this epoch
             table = encoder.encode_items(data.items, progress=True)
             model.train()
-        model.set_item_embeddings(torch.from_numpy(table))
+        model.set_item_embeddings(torch.from_numpy(table), None if data.prior is None else torch.from_numpy(data.prior),
+                                  torch.from_numpy(data.locales))
         rng = np.random.default_rng([config.seed, stage, epoch])
         order = rng.permutation(len(data.train))
         if config.group_by_length > 1:
@@ -214,6 +246,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
         for start in bar:
             idx = order[start:start + config.batch_size]
             batch = collator([{"items": session_texts[i], "label": int(data.train_labels[i])} for i in idx])
+            batch["groups"] = torch.from_numpy(data.train.locale[idx].astype(np.int64))  # rank within the locale
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = model(**batch, num_negatives=config.num_negatives, generator=None).loss
             optimizer.zero_grad(set_to_none=True)
@@ -224,8 +257,10 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         model.eval()
-        metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets)
+        metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets, bias=item_bias(model))
         record = {"stage": stage, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
+        if data.prior is not None:
+            record["prior_weight"] = float(model.prior_weight)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         logger.info("stage %d epoch %d: loss %.4f, valid MRR@100 %.4f", stage, epoch + 1, record["train_loss"],
@@ -249,10 +284,11 @@ def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | 
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(config, out / "finetune_config.json")
     data = M2Data(data_dir)
-    fdata = prepare_data(data, config)
     model, tokenizer = load_seqrec(pretrained, data, config, out)
+    fdata = prepare_data(data, config, max_items=model.config.max_item_embeddings - 1)
     if config.lora:
         model = _add_lora(model, config)
+    model.prior_weight.requires_grad_(config.popularity_prior)
     model.to(_device(config.device))
     last = out / "checkpoints" / "last.pt"
     state = {"stage": 1, "epoch": 0, "best": -1.0, "bad_epochs": 0, "optimizer": None}

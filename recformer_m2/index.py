@@ -53,6 +53,7 @@ class ItemIndex:
         self.config = config or IndexConfig()
         self._indexes: dict[int, faiss.Index] = {}
         self._codes: dict[int, np.ndarray] = {}
+        self.with_bias = False
 
     def _new_index(self, dim: int, n: int) -> faiss.Index:
         cfg = self.config
@@ -74,11 +75,22 @@ class ItemIndex:
             index = faiss.index_cpu_to_gpu(self._gpu, 0, index)
         return index
 
-    def build(self, embeddings: np.ndarray, codes: np.ndarray, locales: np.ndarray) -> "ItemIndex":
-        """Index item embeddings ``(N, D)``; row i is item ``codes[i]`` as sold in locale ``locales[i]``."""
+    def build(self, embeddings: np.ndarray, codes: np.ndarray, locales: np.ndarray,
+              bias: np.ndarray | None = None) -> "ItemIndex":
+        """Index item embeddings ``(N, D)``; row i is item ``codes[i]`` as sold in locale ``locales[i]``.
+
+        ``bias``: ``(N,)`` added to every query's score of each item (a finetuned popularity prior). It is
+        stored as one more dimension (items ``[e, bias]``, queries ``[q, 1]``), so exact and approximate
+        inner-product search rank by ``q . e + bias`` alike.
+        """
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if not (len(embeddings) == len(codes) == len(locales)):
             raise ValueError(f"{len(embeddings)} embeddings, {len(codes)} codes, {len(locales)} locales: must match")
+        self.with_bias = bias is not None
+        if bias is not None:
+            if np.shape(bias) != (len(embeddings),):
+                raise ValueError(f"bias must have shape ({len(embeddings)},), got {np.shape(bias)}")
+            embeddings = np.ascontiguousarray(np.hstack([embeddings, np.asarray(bias, np.float32)[:, None]]))
         for loc in np.unique(locales):
             rows = np.flatnonzero(locales == loc)
             index = self._new_index(embeddings.shape[1], len(rows))
@@ -99,6 +111,8 @@ class ItemIndex:
         ``k + len(exclude[i])`` neighbours so that k remain after removing them.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.with_bias:
+            queries = np.ascontiguousarray(np.hstack([queries, np.ones((len(queries), 1), np.float32)]))
         exclude = exclude if exclude is not None else [np.zeros(0, np.int64)] * len(queries)
         out_codes = np.full((len(queries), k), -1, dtype=np.int32)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)

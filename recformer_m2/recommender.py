@@ -165,14 +165,19 @@ class Recommender:
             item_locales = np.concatenate([np.full(len(self.catalog.locale_codes(loc)), loc) for loc in wanted])
             embeddings = np.asarray(encode_catalog(self.encoder, self.catalog, codes, item_locales, self.cache_dir),
                                     dtype=np.float32)
+            bias = None
             if self.item_table is not None:
                 keys = pd.DataFrame({"id": self.catalog.ids[codes], "locale": [LOCALES[x] for x in item_locales]})
                 matched = keys.merge(self.item_table, on=["id", "locale"], how="left")["row"].to_numpy()
                 covered = ~np.isnan(matched)
+                rows = matched[covered].astype(np.int64)
                 frozen = self.item_table.attrs["embeddings"]
-                embeddings[covered] = np.asarray(frozen[matched[covered].astype(np.int64)], dtype=np.float32)
+                embeddings[covered] = np.asarray(frozen[rows], dtype=np.float32)
                 logger.info("%d of %d items use the finetuned frozen table", covered.sum(), len(codes))
-            self._index = ItemIndex(self.index_config).build(embeddings, codes, item_locales)
+                if "bias" in self.item_table:  # the popularity prior; items it never saw get the prior of 0 occurrences
+                    bias = np.zeros(len(codes), dtype=np.float32)
+                    bias[covered] = self.item_table["bias"].to_numpy(np.float32)[rows]
+            self._index = ItemIndex(self.index_config).build(embeddings, codes, item_locales, bias)
             self._indexed = wanted
         return self._index
 
@@ -182,7 +187,8 @@ class Recommender:
 
     def recommend_codes_with_scores(self, sessions: Sessions, k: int = TOP_K,
                                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item codes (n, k) and their cosine similarities (n, k), padded with -1 / -inf."""
+        """Top-k item codes (n, k) and their scores (n, k), padded with -1 / -inf: the cosine similarity, plus
+        the item's popularity prior when the model was finetuned with one."""
         index = self._ensure_index(sessions.locale)
         queries = self.encoder.encode_sessions(session_items(self.catalog, sessions), progress=progress)
         return index.search(queries, sessions.locale, k, exclude=sessions.to_lists())

@@ -206,3 +206,21 @@ def test_fixture_copy_is_the_shared_sample():
         pytest.skip("../shared is not beside this checkout")
     for path in shared.iterdir():
         assert (Path(__file__).parent / "fixtures" / path.name).read_bytes() == path.read_bytes()
+
+
+def _sessions(lists: list[list[int]], targets: list[int], locales: list[int]) -> "m2_module.Sessions":
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    items = np.array([i for x in lists for i in x], dtype=np.int32)
+    return m2_module.Sessions(items, offsets, np.array(locales, dtype=np.int8), np.array(targets, dtype=np.int32))
+
+
+def test_prefixes_predict_every_new_item_from_what_came_before():
+    sessions = _sessions([[1, 2, 1, 6], [4], [], [7, 8]], [3, 5, 9, -1], [0, 3, 1, 2])
+    got = sessions.prefixes()
+    pairs = [(got[i].tolist(), int(t), int(loc)) for i, (t, loc) in enumerate(zip(got.next_item, got.locale))]
+    # [1]->2, [1,2]->1 dropped (1 repeats), [1,2,1]->6, [1,2,1,6]->3, [4]->5; the empty session and the
+    # one without a target give nothing
+    assert pairs == [([1], 2, 0), ([1, 2, 1], 6, 0), ([1, 2, 1, 6], 3, 0), ([4], 5, 3)]
+    short = sessions.prefixes(max_length=2)
+    assert [s.tolist() for s in short.to_lists()] == [[1], [2, 1], [1, 6], [4]]
+    assert short.next_item.tolist() == got.next_item.tolist()

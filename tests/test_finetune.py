@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -45,6 +46,10 @@ def test_both_stages_run_and_best_loads(finished_run, tiny_data):
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 1), (1, 2), (2, 1)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["mrr@100"] <= 1 for r in records)
     assert json.loads((best / "metrics.json").read_text())["mrr@100"] == max(r["mrr@100"] for r in records)
+    # the popularity prior: learned weight times log(1 + training occurrences), saved per item in cosine units
+    keys = pd.read_parquet(best / ft.TABLE_KEYS_FILE)
+    weight = json.loads((best / "metrics.json").read_text())["prior_weight"]
+    assert keys["bias"].max() > 0 and (keys["bias"] >= 0).all() == (weight >= 0)
     rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
     test = M2Data(tiny_data / "data").test(2)
     ranked = rec.recommend_codes(test, k=20, progress=False)

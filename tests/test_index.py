@@ -15,8 +15,10 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def exact_topk(items, codes, queries, k, exclude):
+def exact_topk(items, codes, queries, k, exclude, bias=None):
     scores = torch.from_numpy(queries) @ torch.from_numpy(items).T  # (n, D) x (D, N) -> (n, N)
+    if bias is not None:
+        scores = scores + torch.from_numpy(bias)[None, :]
     for i, ex in enumerate(exclude):
         scores[i, np.isin(codes, ex)] = -torch.inf
     top = torch.topk(scores, k, dim=1)
@@ -47,6 +49,29 @@ def test_flat_matches_exact_search(world):
     for row, ex in zip(got, exclude):
         assert not set(row) & set(ex)
     assert set(got[q_locales == 4].ravel()) <= set(codes[locales == 4])
+
+
+def test_item_bias_matches_exact_search_of_cosine_plus_bias(world):
+    items, codes, locales, queries, q_locales, exclude = world
+    # the scale of a finetuned prior: temperature 0.05 x weight about 1 x log(1 + long-tailed counts)
+    bias = (0.05 * np.log1p(10 * np.random.default_rng(3).pareto(1.5, len(items)))).astype(np.float32)
+    index = ItemIndex(IndexConfig("flat")).build(items, codes, locales, bias)
+    got, got_scores = index.search(queries, q_locales, 100, exclude)
+    plain, _ = ItemIndex(IndexConfig("flat")).build(items, codes, locales).search(queries, q_locales, 100, exclude)
+    assert (got != plain).mean() > 0.5  # the bias changes the ranking
+    for loc in (1, 4):
+        rows, mine = q_locales == loc, locales == loc
+        want, want_scores = exact_topk(items[mine], codes[mine], queries[rows], 100,
+                                       [exclude[i] for i in np.flatnonzero(rows)], bias[mine])
+        np.testing.assert_allclose(got_scores[rows], want_scores, atol=1e-5)
+        assert (got[rows] == want).mean() > 0.999
+    for kind in ("hnsw", "ivf"):
+        approx, _ = ItemIndex(IndexConfig(kind)).build(items, codes, locales, bias).search(queries, q_locales, 100,
+                                                                                            exclude)
+        recall = np.mean([len(set(a) & set(e)) / 100 for a, e in zip(approx, got)])
+        assert recall >= 0.95, f"{kind} with bias: recall@100 relative to exact {recall:.3f}"
+    with pytest.raises(ValueError, match="bias must have shape"):
+        ItemIndex().build(items, codes, locales, bias[:10])
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

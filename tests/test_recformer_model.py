@@ -231,6 +231,47 @@ def test_seqrec_full_softmax_matches_hand_computation(tokenizer):
     torch.testing.assert_close(out.loss, F.cross_entropy(scores, batch["labels"]), atol=1e-5, rtol=1e-5)
 
 
+def test_popularity_prior_adds_weight_times_prior_and_learns_its_weight(tokenizer):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    batch = collator([{"items": ITEMS[:2], "label": 3}, {"items": [ITEMS[4]], "label": 0}])
+    model = make_model(RecformerForSeqRec)
+    assert float(model.prior_weight) == RecformerForSeqRec.PRIOR_WEIGHT_INIT
+    table, prior = torch.randn(6, 32), torch.tensor([0.0, 1.0, 2.0, 0.5, 0.0, 3.0])
+    model.set_item_embeddings(table)
+    with torch.no_grad():
+        plain = model(**batch).scores
+    model.set_item_embeddings(table, prior)
+    out = model(**batch)
+    torch.testing.assert_close(out.scores, plain + 0.5 * prior[None, :], atol=1e-5, rtol=1e-5)
+    out.loss.backward()
+    assert model.prior_weight.grad is not None and model.prior_weight.grad != 0
+    sampled = model(**{k: v for k, v in batch.items() if k != "labels"}, labels=batch["labels"], num_negatives=3,
+                    generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(sampled.loss)
+    with pytest.raises(ValueError, match="item prior must have shape"):
+        model.set_item_embeddings(table, prior[:4])
+
+
+def test_item_groups_keep_each_session_to_its_own_groups_items(tokenizer):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    batch = collator([{"items": ITEMS[:2], "label": 3}, {"items": [ITEMS[4]], "label": 0}])
+    model = make_model(RecformerForSeqRec)
+    table, groups = torch.randn(6, 32), torch.tensor([0, 1, 0, 1, 0, 1])
+    model.set_item_embeddings(table, groups=groups)
+    with torch.no_grad():
+        plain = model(**batch).scores
+        out = model(**batch, groups=torch.tensor([1, 0]))
+    mine = torch.tensor([[False, True, False, True, False, True], [True, False, True, False, True, False]])
+    torch.testing.assert_close(out.scores[mine], plain[mine])
+    assert torch.isinf(out.scores[~mine]).all()
+    # the loss is the softmax over the session's group only
+    want = F.cross_entropy(plain[mine].view(2, 3), torch.tensor([1, 0]))
+    torch.testing.assert_close(out.loss, want, atol=1e-5, rtol=1e-5)
+    model.set_item_embeddings(table)
+    with pytest.raises(ValueError, match="groups given but the item table has none"):
+        model(**batch, groups=torch.tensor([1, 0]))
+
+
 def test_sampled_negatives_never_include_the_positive(tokenizer):
     labels = torch.tensor([0, 1, 2, 2, 0])
     generator = torch.Generator().manual_seed(0)
@@ -313,8 +354,12 @@ def test_loading_seqrec_from_pretraining_folder_must_name_the_lm_head(tmp_path):
     make_model(RecformerForPretraining).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"unused by RecformerForSeqRec: \['lm_head\.bias', 'lm_head\.dense\.bias'"):
         RecformerForSeqRec.from_pretrained_strict(tmp_path)
-    model = RecformerForSeqRec.from_pretrained_strict(tmp_path, allow_unexpected=["lm_head"])
+    with pytest.raises(ValueError, match=r"missing from the checkpoint .*\['prior_weight'\]"):
+        RecformerForSeqRec.from_pretrained_strict(tmp_path, allow_unexpected=["lm_head"])
+    model = RecformerForSeqRec.from_pretrained_strict(tmp_path, allow_unexpected=["lm_head"],
+                                                      allow_missing=["prior_weight"])
     assert isinstance(model, RecformerForSeqRec)
+    assert float(model.prior_weight) == RecformerForSeqRec.PRIOR_WEIGHT_INIT  # a new weight starts where it should
 
     # The other way round the LM head is new, and must be named as such.
     RecformerModel(tiny_config()).save_pretrained(tmp_path / "encoder")

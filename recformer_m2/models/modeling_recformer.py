@@ -362,22 +362,52 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
     The table is a non-persistent buffer set by :meth:`set_item_embeddings`: it is derived from the
     encoder weights and the catalogue, so it is recomputed after loading or updating the encoder
     rather than saved with the checkpoint, where it could go stale. It gets no gradient.
+
+    An optional popularity prior adds ``prior_weight * item_prior[i]`` to item ``i``'s score
+    (``item_prior``: e.g. log(1 + training occurrences), given with the table; ``prior_weight``: learned).
+    Text alone cannot tell how often a product is bought, and the next item of a session is drawn in
+    proportion to it: with the prior the encoder learns the remaining, textual part of the choice.
     """
+
+    PRIOR_WEIGHT_INIT = 0.5
+    """Starting ``prior_weight``: scores then grow with the square root of popularity."""
 
     def __init__(self, config: RecformerConfig) -> None:
         super().__init__(config)
         self.recformer = RecformerModel(config)
+        self.prior_weight = nn.Parameter(torch.tensor(self.PRIOR_WEIGHT_INIT))
         self.register_buffer("item_embeddings", None, persistent=False)
+        self.register_buffer("item_prior", None, persistent=False)
+        self.register_buffer("item_groups", None, persistent=False)
         self.post_init()
 
-    def set_item_embeddings(self, table: torch.Tensor) -> None:
-        """Store the ``(N, D)`` item table, L2-normalised, on the model's device; row ``i`` is item index ``i``."""
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if module is self:  # also when from_pretrained adds it to a pretraining checkpoint
+            init.constant_(module.prior_weight, self.PRIOR_WEIGHT_INIT)
+
+    def set_item_embeddings(self, table: torch.Tensor, prior: torch.Tensor | None = None,
+                            groups: torch.Tensor | None = None) -> None:
+        """Store the ``(N, D)`` item table, L2-normalised, on the model's device; row ``i`` is item index ``i``.
+        ``prior``: ``(N,)`` per-item prior values (None: no prior, every item alike). ``groups``: ``(N,)``
+        each item's group (its locale); a session given a group competes only with that group's items,
+        as retrieval only ranks the session's locale (the same product in another language is no negative)."""
         if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
             raise ValueError(
                 f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
             )
+        if prior is not None and prior.shape != (table.shape[0],):
+            raise ValueError(f"item prior must have shape ({table.shape[0]},), got {tuple(prior.shape)}")
         weight = self.recformer.embeddings.word_embeddings.weight
         self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
+        self.item_prior = None if prior is None else prior.detach().to(weight.device, weight.dtype)
+        if groups is not None and groups.shape != (table.shape[0],):
+            raise ValueError(f"item groups must have shape ({table.shape[0]},), got {tuple(groups.shape)}")
+        self.item_groups = None if groups is None else groups.detach().to(weight.device, torch.long)
+
+    def item_bias(self) -> torch.Tensor | None:
+        """``(N,)`` score added to each item (None without a prior): ``prior_weight * item_prior``."""
+        return None if self.item_prior is None else self.prior_weight * self.item_prior
 
     @staticmethod
     def sample_negatives(
@@ -400,8 +430,12 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         labels: torch.Tensor | None = None,
         num_negatives: int | None = None,
         generator: torch.Generator | None = None,
+        groups: torch.Tensor | None = None,
     ) -> RecformerSeqRecOutput:
-        """Scores over all items (full softmax loss if ``labels``), or over [positive, ``num_negatives`` sampled]."""
+        """Scores over all items (full softmax loss if ``labels``), or over [positive, ``num_negatives`` sampled].
+
+        ``groups``: ``(B,)`` each session's group (see :meth:`set_item_embeddings`); items of other groups
+        score ``-inf`` in the full softmax (sampled negatives are not restricted)."""
         if self.item_embeddings is None:
             raise RuntimeError("no item table: call set_item_embeddings(table) before forward")
         sessions = F.normalize(
@@ -410,6 +444,12 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         temperature = self.config.temperature
         if num_negatives is None:
             scores = sessions @ self.item_embeddings.T / temperature  # (B, D) x (D, N) -> (B, N)
+            if self.item_prior is not None:
+                scores = scores + self.item_bias()
+            if groups is not None:
+                if self.item_groups is None:
+                    raise ValueError("groups given but the item table has none: set_item_embeddings(..., groups=)")
+                scores = scores.masked_fill(groups.unsqueeze(1) != self.item_groups.unsqueeze(0), float("-inf"))
             loss = F.cross_entropy(scores, labels) if labels is not None else None
             return RecformerSeqRecOutput(loss=loss, scores=scores, session_embeddings=sessions)
         if labels is None:
@@ -418,6 +458,8 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         candidates = torch.cat([labels.unsqueeze(1), negatives], dim=1)  # (B, 1 + K), positive first
         candidate_embeddings = self.item_embeddings[candidates]  # (B, 1 + K, D)
         scores = torch.einsum("bd,bkd->bk", sessions, candidate_embeddings) / temperature  # -> (B, 1 + K)
+        if self.item_prior is not None:
+            scores = scores + self.item_bias()[candidates]
         loss = F.cross_entropy(scores, torch.zeros_like(labels))
         return RecformerSeqRecOutput(loss=loss, scores=scores, session_embeddings=sessions)
 
