@@ -10,6 +10,7 @@ import torch
 
 from recformer_m2 import Recommender
 from recformer_m2 import finetuning as ft
+from recformer_m2.constants import LOCALES
 from recformer_m2.data import M2Data
 from recformer_m2.finetuning import FinetuneConfig, run_finetuning
 from recformer_m2.recommender import encode_catalog
@@ -118,3 +119,25 @@ def test_api_keeps_caller_order_and_takes_attribute_dicts(finished_run, tiny_dat
     assert rec.encode_sessions([cold]).shape == (1, rec.encoder.model.config.hidden_size)
     with pytest.raises(KeyError, match="not in the catalog for locale ES"):
         rec.encode_items(["B0NOTREAL0"], locale="ES")
+
+
+def test_recommender_ranks_by_cosine_plus_the_saved_prior(finished_run, tiny_data):
+    """The API's scores are the frozen table's cosine plus each item's saved bias, best first, checked
+    against a brute-force pass over the locale's items."""
+    from recformer_m2.encode import session_items
+
+    _, best = finished_run
+    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    keys = rec.item_table
+    assert keys["bias"].abs().max() > 0
+    test = M2Data(tiny_data / "data").test(2)
+    codes, scores = rec.recommend_codes_with_scores(test, k=5, progress=False)
+    queries = rec.encoder.encode_sessions(session_items(rec.catalog, test))
+    table = np.asarray(keys.attrs["embeddings"], dtype=np.float32)
+    item_codes = rec.catalog.codes(keys["id"].to_numpy())
+    for i, (session, loc) in enumerate(zip(test.to_lists(), test.locale)):
+        mine = (keys["locale"].to_numpy() == LOCALES[loc]) & ~np.isin(item_codes, session)
+        brute = table[mine] @ queries[i] + keys["bias"].to_numpy()[mine]
+        order = np.argsort(-brute)[:5]
+        np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
+        assert codes[i][0] == item_codes[mine][order[0]]
