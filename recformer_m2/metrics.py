@@ -179,14 +179,9 @@ def title_bleu(hypotheses: Sequence[str], references: Sequence[str], locales: Se
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     groups = _locale_masks(locales, len(hypotheses))
-    word_tokenizer, char_tokenizer = Tokenizer13a(), TokenizerChar()
 
-    def tokenize(text: Any, locale: str) -> str:
-        tokenizer = char_tokenizer if locale in _CHAR_LOCALES else word_tokenizer
-        return tokenizer(_as_text(text).strip())
-
-    hyp_tokens = np.array([tokenize(h, loc) for h, loc in zip(hypotheses, locales)], dtype=object)
-    ref_tokens = np.array([tokenize(r, loc) for r, loc in zip(references, locales)], dtype=object)
+    hyp_tokens = np.array(_bleu_tokens(hypotheses, locales), dtype=object)
+    ref_tokens = np.array(_bleu_tokens(references, locales), dtype=object)
     groups.append((OVERALL, np.ones(len(hyp_tokens), dtype=bool)))
     bleu = BLEU(tokenize="none")
     rows = []
@@ -198,3 +193,66 @@ def title_bleu(hypotheses: Sequence[str], references: Sequence[str], locales: Se
         score = bleu.corpus_score(list(hyp_tokens[mask]), [list(ref_tokens[mask])])
         rows.append({"BLEU": score.score / 100.0, "n": n})
     return pd.DataFrame(rows, index=pd.Index([name for name, _ in groups], name="locale"))
+
+
+def _bleu_tokens(texts: Sequence[Any], locales: Sequence[str]) -> list[str]:
+    """Each text tokenised for its locale, as :func:`title_bleu` scores it (space-joined tokens)."""
+    word_tokenizer, char_tokenizer = Tokenizer13a(), TokenizerChar()
+    return [(char_tokenizer if loc in _CHAR_LOCALES else word_tokenizer)(_as_text(t).strip())
+            for t, loc in zip(texts, locales)]
+
+
+def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str], locales: Sequence[str],
+                    max_order: int = 4) -> np.ndarray:
+    """Per sentence ``(n, 2 * max_order + 2)`` BLEU sufficient statistics: clipped n-gram matches and
+    n-gram counts of orders 1..max_order, then hypothesis and reference lengths. Summed over any subset
+    of sentences they give that subset's corpus BLEU (:func:`bleu_from_statistics`), which is what a
+    bootstrap over sessions needs."""
+    from collections import Counter
+
+    stats = np.zeros((len(hypotheses), 2 * max_order + 2), dtype=np.int64)
+    for i, (hyp, ref) in enumerate(zip(_bleu_tokens(hypotheses, locales), _bleu_tokens(references, locales))):
+        h, r = hyp.split(), ref.split()
+        for n in range(1, max_order + 1):
+            hn = Counter(tuple(h[j:j + n]) for j in range(len(h) - n + 1))
+            rn = Counter(tuple(r[j:j + n]) for j in range(len(r) - n + 1))
+            stats[i, n - 1] = sum(min(c, rn[g]) for g, c in hn.items())
+            stats[i, max_order + n - 1] = max(len(h) - n + 1, 0)
+        stats[i, -2], stats[i, -1] = len(h), len(r)
+    return stats
+
+
+def bleu_from_statistics(stats: np.ndarray) -> float:
+    """Corpus BLEU (0-1) from statistics summed over sentences ``(2 * max_order + 2,)``, computed as
+    :func:`title_bleu` does (sacrebleu's formula and its default 'exp' smoothing)."""
+    order = (len(stats) - 2) // 2
+    score = BLEU.compute_bleu([int(x) for x in stats[:order]], [int(x) for x in stats[order:2 * order]],
+                              int(stats[-2]), int(stats[-1]), smooth_method="exp", max_ngram_order=order)
+    return score.score / 100.0
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, score=np.mean, samples: int = 1000,
+                     seed: int = 0) -> dict[str, float]:
+    """How sure is "a beats b"? Resamples sessions with replacement ``samples`` times and scores both
+    systems on each resample (``score`` of the per-session rows: the mean for MRR values; pass
+    :func:`corpus_bleu_of` for BLEU statistics).
+
+    Returns the difference on all sessions, its 95% bootstrap interval and the share of resamples where
+    a scores higher than b.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"paired_bootstrap needs two equally long, non-empty rows ({len(a)} and {len(b)})")
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(samples)
+    for s in range(samples):
+        idx = rng.integers(0, len(a), len(a))
+        diffs[s] = float(score(a[idx])) - float(score(b[idx]))
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return {"difference": float(score(a)) - float(score(b)), "low": float(low), "high": float(high),
+            "share_a_better": float((diffs > 0).mean())}
+
+
+def corpus_bleu_of(stats: np.ndarray) -> float:
+    """Corpus BLEU (0-1) of per-sentence statistics (:func:`bleu_statistics`), for :func:`paired_bootstrap`."""
+    return bleu_from_statistics(stats.sum(axis=0))

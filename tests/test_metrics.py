@@ -160,3 +160,38 @@ def test_bleu_overall_pools_pretokenised_locales_and_allows_empty():
     assert table.loc["overall", "BLEU"] == pytest.approx(expected)
     assert 0.0 < table.loc["overall", "BLEU"] < 1.0
     assert table["n"].tolist() == [1, 1, 1, 1, 4]
+
+
+def test_bleu_statistics_reproduce_title_bleu_on_every_subset():
+    from recformer_m2.metrics import bleu_statistics, corpus_bleu_of
+
+    rng = np.random.default_rng(0)
+    words = "red blue pack 2er 500 ml Kapuvoia Pillow".split()
+    refs = [" ".join(rng.choice(words, rng.integers(3, 9))) for _ in range(120)]
+    hyps = [" ".join(rng.choice(words, rng.integers(0, 9))) for _ in range(120)]
+    hyps[5] = ""  # an empty hypothesis adds no matches
+    locales = [["UK", "JP", "DE"][i % 3] for i in range(120)]
+    stats = bleu_statistics(hyps, refs, locales)
+    table = title_bleu(hyps, refs, locales)
+    assert corpus_bleu_of(stats) == pytest.approx(table.loc["overall", "BLEU"], abs=1e-12)
+    for loc in ("UK", "JP", "DE"):
+        mask = np.array(locales) == loc
+        assert corpus_bleu_of(stats[mask]) == pytest.approx(table.loc[loc, "BLEU"], abs=1e-12)
+    # hand-counted: "a b c" against "a b d": unigrams 2/3, bigrams 1/2, no 3- or 4-grams matched
+    one = bleu_statistics(["a b c"], ["a b d"], ["UK"])
+    assert one.tolist() == [[2, 1, 0, 0, 3, 2, 1, 0, 3, 3]]
+
+
+def test_paired_bootstrap_hand_values():
+    from recformer_m2.metrics import paired_bootstrap
+
+    a = np.array([1.0, 0.5, 0.0, 1.0])
+    same = paired_bootstrap(a, a, samples=50)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0, "share_a_better": 0.0}
+    better = paired_bootstrap(a + 0.1, a, samples=50)
+    assert better["difference"] == pytest.approx(0.1) and better["share_a_better"] == 1.0
+    assert better["low"] == pytest.approx(0.1) and better["high"] == pytest.approx(0.1)
+    mixed = paired_bootstrap(np.array([1.0, 0.0] * 50), np.array([0.0, 1.0] * 50), samples=400)
+    assert mixed["difference"] == 0.0 and mixed["low"] < 0 < mixed["high"] and 0.3 < mixed["share_a_better"] < 0.7
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap(a, a[:2])
