@@ -23,7 +23,7 @@ from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import M2Data, Sessions, validation_split
 from .heuristics import RANKING_METHODS, TITLE_METHODS, occurrence_counts
 from .methods import ranking_method, title_method
-from .metrics import evaluate_rankings, rank_metrics, title_bleu
+from .metrics import bleu_statistics, corpus_bleu_of, evaluate_rankings, paired_bootstrap, rank_metrics, title_bleu
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ class PipelineConfig:
     """Cap on held-out sessions per locale (keeps evaluation of the real data quick)."""
     cold_threshold: int = 3
     """A target seen fewer times than this in its locale's training sessions counts as cold."""
+    simple_methods: list[str] = field(default_factory=lambda: ["popularity", "covisitation", "textknn",
+                                                               "last-title", "trimmed-title"])
+    """The simple methods every other method is compared against: the best of them (overall, per task) is
+    the bar a learned model must clear, with a paired bootstrap saying whether it does."""
+    bootstrap_samples: int = 1000
+    """Resamples of the test sessions in those comparisons."""
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     """Trained stages beside the heuristics: ``recformer`` (pretrain, zero-shot, finetune from the
     pretrained model and from scratch), ``baselines`` (the ID baselines, tasks 1 and 2, both task-2
@@ -119,8 +125,9 @@ def _locale_names(sessions: Sessions) -> list[str]:
 
 
 def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
-                     models: dict[str, tuple[str, Path]] | None = None) -> pd.DataFrame:
-    """Fit and score every ranking method on one task; rows (method, locale) incl. a cold-item slice.
+                     models: dict[str, tuple[str, Path]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit and score every ranking method on one task: rows (method, locale) incl. a cold-item slice, and
+    every method against the best simple method (:func:`against_simple`, per-session MRR@100).
 
     ``models`` adds trained methods: row label -> (method name, model folder).
     """
@@ -128,7 +135,7 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
     logger.info("task %d: %d sessions scored (%s), fitted on %d", task, len(split.test), split.source, len(split.fit))
     cold = cold_mask(split, data.catalog.num_ids, config.cold_threshold)
     locales = _locale_names(split.test)
-    tables = []
+    tables, per_session = [], {}
     entries = [(name, name, None) for name in config.methods]
     entries += [(label, method, folder) for label, (method, folder) in (models or {}).items()]
     for name, method_name, folder in entries:
@@ -137,6 +144,7 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
         ranked = method.recommend(split.test, k=TOP_K)
         seconds = time.perf_counter() - start
         table = evaluate_rankings(ranked, split.targets, locales, ks=(TOP_K,))
+        per_session[name] = rank_metrics(ranked, np.asarray(split.targets), TOP_K)["mrr"]
         if cold.any():
             slice_metrics = rank_metrics(ranked[cold], np.asarray(split.targets)[cold], TOP_K)
             table.loc["cold"] = {
@@ -147,19 +155,47 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
         table["seconds"] = seconds
         tables.append(table.reset_index())
         logger.info("task %d %s: MRR@100 %.4f (%.1f s)", task, name, table.loc["overall", "MRR@100"], seconds)
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True), against_simple(per_session, config, "MRR@100")
 
 
-def run_title_task(data: M2Data, config: PipelineConfig) -> pd.DataFrame:
-    """Score every title method on task 3 (BLEU per locale and overall)."""
-    split = task_split(data, 3, config)
-    tables = []
+def against_simple(per_session: dict[str, np.ndarray], config: PipelineConfig, metric: str,
+                   score=np.mean) -> pd.DataFrame:
+    """Every method against the best simple method (``config.simple_methods``) on the same sessions:
+    the difference, its 95% paired-bootstrap interval and the share of resamples where the method wins.
+    ``per_session``: method -> one row per session (``score`` turns rows into the metric). Empty when no
+    simple method ran."""
+    simple = [m for m in per_session if m in config.simple_methods]
+    columns = ["method", "versus", metric, "difference", "low", "high", "share_better"]
+    if not simple:
+        return pd.DataFrame(columns=columns)
+    best = max(simple, key=lambda m: float(score(per_session[m])))
+    rows = []
+    for name, values in per_session.items():
+        if name == best:
+            continue
+        test = paired_bootstrap(values, per_session[best], score=score, samples=config.bootstrap_samples,
+                                seed=config.seed)
+        rows.append({"method": name, "versus": best, metric: float(score(values)), "difference": test["difference"],
+                     "low": test["low"], "high": test["high"], "share_better": test["share_a_better"]})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_title_task(data: M2Data, config: PipelineConfig, split: EvalSplit) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Score every title method on task 3 (``split``): BLEU per locale and overall, and each method's titles."""
+    tables, generated = [], {}
     for name in config.title_methods:
-        titles = title_method(name, data, train=split.fit).generate(split.test)
-        table = title_bleu(titles, list(split.targets), _locale_names(split.test))
+        generated[name] = title_method(name, data, train=split.fit).generate(split.test)
+        table = title_bleu(generated[name], list(split.targets), _locale_names(split.test))
         table.insert(0, "method", name)
         tables.append(table.reset_index())
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True), generated
+
+
+def titles_against_simple(split: EvalSplit, config: PipelineConfig, generated: dict[str, list[str]]) -> pd.DataFrame:
+    """:func:`against_simple` for task 3: corpus BLEU of resampled sessions (per-sentence BLEU statistics)."""
+    locales = _locale_names(split.test)
+    stats = {name: bleu_statistics(titles, list(split.targets), locales) for name, titles in generated.items()}
+    return against_simple(stats, config, "BLEU", score=corpus_bleu_of)
 
 
 def plot_metric(table: pd.DataFrame, metric: str, path: Path, title: str) -> None:
@@ -232,17 +268,21 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     results: dict[str, pd.DataFrame] = {}
     for task in (1, 2):
         with clock(f"task {task}: fit and score"):
-            results[f"task{task}"] = run_ranking_task(data, task, config, models[task])
+            results[f"task{task}"], results[f"task{task}_vs_simple"] = run_ranking_task(data, task, config,
+                                                                                        models[task])
+    split3 = task_split(data, 3, config)
     with clock("task 3: title heuristics"):
-        results["task3"] = run_title_task(data, config)
+        results["task3"], titles = run_title_task(data, config, split3)
     examples = None
     if "titles" in config.stages:
         with clock("task 3: title generator"):
-            stage = run_title_stage(data, out, config)
+            stage = run_title_stage(data, out, config, split3)
         results["task3"] = pd.concat([results["task3"], stage.table], ignore_index=True)
+        titles.update({f"mt5 (K={k})": generated for k, generated in stage.generated.items()})
         examples = stage.examples
         results["title_speed"] = pd.DataFrame([{"titles_per_second": stage.titles_per_second,
                                                  "train_seconds": stage.train_seconds}])
+    results["task3_vs_simple"] = titles_against_simple(split3, config, titles)
     results["timing"] = clock.table()
     for name, table in results.items():
         table.to_csv(out / f"results_{name}.csv", index=False)
@@ -287,13 +327,12 @@ class StageClock:
         return pd.DataFrame([*rows, {"stage": "total", "seconds": round(self.total(), 1)}])
 
 
-def run_title_stage(data: M2Data, out: Path, config: PipelineConfig):
-    """Train the mT5 title generator on the task-3 fit sessions and score it with K = ``title_ks``."""
+def run_title_stage(data: M2Data, out: Path, config: PipelineConfig, split: EvalSplit):
+    """Train the mT5 title generator on the task-3 fit sessions of ``split`` and score it with K = ``title_ks``."""
     from .config import load_config
     from .titles import TitleConfig
     from .titles.ablation import title_stage
 
-    split = task_split(data, 3, config)
     title_config = load_config(TitleConfig, repo_path(config.title_config) if config.title_config else None,
                                {"max_minutes": config.title_minutes} if config.title_minutes is not None else None)
     return title_stage(data, split.fit, split.test, list(split.targets), out / "titles", title_config,
@@ -356,6 +395,15 @@ def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:
     return folder
 
 
+def comparison_lines(table: pd.DataFrame | None) -> list[str]:
+    """Report lines for an :func:`against_simple` table (none when it is missing or empty)."""
+    if table is None or not len(table):
+        return []
+    return [f"Against the strongest simple method ({table['versus'].iloc[0]}), same sessions: overall difference, "
+            "95% paired-bootstrap interval over sessions, share of resamples where the method is better.", "",
+            "```", table.drop(columns="versus").to_string(index=False, float_format=lambda v: f"{v:.4f}"), "```", ""]
+
+
 def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame],
                  examples: pd.DataFrame | None = None) -> None:
     ranking_metrics = ["MRR@100", "Recall@100", "NDCG@100"]
@@ -369,8 +417,10 @@ def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame],
     for task, title in ((1, "Task 1: next product, UK/DE/JP"), (2, "Task 2: next product, ES/FR/IT")):
         lines += [f"## {title}", "", "```", format_table(results[f"task{task}"], ranking_metrics), "```", "",
                   f"![task {task}](plots/task{task}_mrr.png)", ""]
+        lines += comparison_lines(results.get(f"task{task}_vs_simple"))
     lines += ["## Task 3: next product title (BLEU, 0-1)", "", "```", format_table(results["task3"], ["BLEU"]), "```",
               "", "![task 3](plots/task3_bleu.png)", ""]
+    lines += comparison_lines(results.get("task3_vs_simple"))
     if "title_speed" in results:
         speed = results["title_speed"].iloc[0]
         lines += [f"Title generator: trained in {speed['train_seconds']:.0f} s, generates "

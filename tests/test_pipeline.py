@@ -40,6 +40,22 @@ def test_tables_hold_every_locale_of_their_task_and_metrics_in_range(heuristics_
     assert set(results["task3"]["method"]) == {"last-title"}
 
 
+def test_methods_are_compared_with_the_best_simple_method(heuristics_run):
+    out, results = heuristics_run
+    for task in (1, 2):
+        versus = results[f"task{task}_vs_simple"]
+        table = results[f"task{task}"].set_index(["method", "locale"])["MRR@100"]
+        best = max(("popularity", "covisitation"), key=lambda m: table[(m, "overall")])
+        other = "popularity" if best == "covisitation" else "covisitation"
+        row = versus.set_index("method").loc[other]
+        assert row["versus"] == best and len(versus) == 1
+        # the difference is the tables' difference, inside its own bootstrap interval
+        assert row["difference"] == pytest.approx(table[(other, "overall")] - table[(best, "overall")], abs=1e-9)
+        assert row["low"] <= row["difference"] <= row["high"] and 0 <= row["share_better"] <= 1
+    assert results["task3_vs_simple"].empty  # one title method: nothing to compare
+    assert "Against the strongest simple method" in (out / "report.md").read_text()
+
+
 def test_timing_table_sums_its_stages(heuristics_run):
     _, results = heuristics_run
     timing = results["timing"].set_index("stage")["seconds"]

@@ -51,6 +51,8 @@ class TitleStageResult:
     train_seconds: float
     """Training wall time of the model (from its ``metrics.json`` when a finished folder was reused)."""
     model_dir: Path
+    generated: dict[int, list[str]]
+    """The test titles generated with each K."""
 
 
 def stage_config(config: TitleConfig, ks: tuple[int, ...]) -> TitleConfig:
@@ -110,7 +112,7 @@ def title_stage(data: M2Data, fit: Sessions, test: Sessions, targets: list[str],
         table=pd.concat(tables, ignore_index=True),
         examples=pick_examples(last_titles(data.catalog, test), generated[max(ks)], targets, locales,
                                examples_per_locale, config.seed),
-        titles_per_second=speed, train_seconds=train_seconds, model_dir=out,
+        titles_per_second=speed, train_seconds=train_seconds, model_dir=out, generated=generated,
     )
 
 
