@@ -27,7 +27,6 @@ from .constants import ATTRIBUTES, LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions
 from .encode import RecformerEncoder, catalog_items, session_items
 from .index import IndexConfig, ItemIndex
-from .models import SessionCollator
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +74,11 @@ def encode_catalog(encoder: RecformerEncoder, catalog: Catalog, codes: np.ndarra
     if (rows < 0).any():
         raise KeyError(f"{int((rows < 0).sum())} (code, locale) pairs are not in the catalog")
     # Each product is tokenised once here, so the collator's item-token cache would only grow (about 2 KB a
-    # product with `small`: GBs for 1.41M). Each chunk gets a fresh collator; the encoder's own is put back.
-    collator = encoder.collator
-    try:
-        for start in tqdm(range(0, len(rows), ENCODE_CHUNK), desc="encode catalog", disable=not progress):
-            chunk = rows[start:start + ENCODE_CHUNK]
-            encoder.collator = SessionCollator(encoder.tokenizer, encoder.model.config, mlm_probability=0.0)
-            table[start:start + len(chunk)] = encoder.encode_items(catalog_items(catalog, chunk, attributes))
-    finally:
-        encoder.collator = collator
+    # product with `small`: GBs for 1.41M): it is emptied after every chunk.
+    for start in tqdm(range(0, len(rows), ENCODE_CHUNK), desc="encode catalog", disable=not progress):
+        chunk = rows[start:start + ENCODE_CHUNK]
+        table[start:start + len(chunk)] = encoder.encode_items(catalog_items(catalog, chunk, attributes))
+        encoder.collator.item_tokenizer.clear()
     table.flush()
     del table
     os.replace(tmp, path)

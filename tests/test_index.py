@@ -97,7 +97,7 @@ def test_small_locale_pads_and_unknown_kind_raises(world):
 
 def test_encode_catalog_does_not_grow_the_encoders_token_cache(tmp_path, monkeypatch):
     """Catalog encoding tokenises every product once: caching those tokens only grew memory with the
-    catalog (about 2 KB a product, GBs at 1.41M products). Chunks now use a fresh collator each."""
+    catalog (about 2 KB a product, GBs at 1.41M products). The cache is emptied after every chunk."""
     import recformer_m2.recommender as recommender
     from recformer_m2 import RecformerConfig, RecformerModel
     from recformer_m2.data import M2Data

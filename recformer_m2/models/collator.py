@@ -87,6 +87,10 @@ class ItemTokenizer:
         """Number of distinct items tokenised so far."""
         return len(self._items)
 
+    def clear(self) -> None:
+        """Forget the cached items (e.g. after a pass over a catalog, where each is met once)."""
+        self._items.clear()
+
     def __call__(self, item: Item) -> TokenizedItem:
         """Tokens of ``item``: up to ``max_attr_num`` attributes, each key then its value cut to ``max_attr_length``.
 
