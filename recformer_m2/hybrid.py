@@ -44,7 +44,7 @@ import pandas as pd
 
 from .constants import LOCALES
 from .data.m2 import Catalog, Sessions
-from .data.split import validation_split
+from .data.split import cap_per_locale, validation_split
 from .heuristics import CHUNK, CoVisitation, Popularity, SessionRecommender, occurrence_counts
 from .ranking import session_pairs
 from .textknn import TextKNN, last_items
@@ -139,12 +139,7 @@ def held_out_split(
     n = np.bincount(train.locale, minlength=len(LOCALES))
     n_eligible = np.bincount(train.locale, weights=eligible, minlength=len(LOCALES))
     threshold = np.minimum(1.0, fraction * n / np.maximum(n_eligible, 1))
-    valid = eligible & (u < threshold[train.locale])
-    if max_per_locale is not None:
-        for loc in range(len(LOCALES)):
-            held = np.flatnonzero(valid & (train.locale == loc))
-            if len(held) > max_per_locale:
-                valid[held[np.argsort(u[held], kind="stable")[max_per_locale:]]] = False
+    valid = cap_per_locale(eligible & (u < threshold[train.locale]), train.locale, u, max_per_locale)
     return np.flatnonzero(~valid), np.flatnonzero(valid)
 
 

@@ -19,13 +19,19 @@ def validation_split(
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction ({fraction}) must be in (0, 1)")
     u = np.random.default_rng(seed).random(len(sessions))
-    valid = u < fraction
+    valid = cap_per_locale(u < fraction, sessions.locale, u, max_per_locale)
+    return np.flatnonzero(~valid), np.flatnonzero(valid)
+
+
+def cap_per_locale(held: np.ndarray, locale: np.ndarray, u: np.ndarray, max_per_locale: int | None) -> np.ndarray:
+    """``held`` (a boolean mask over sessions) keeping at most ``max_per_locale`` per locale: those with the
+    lowest draws ``u``. None keeps all. Modifies and returns ``held``."""
     if max_per_locale is not None:
         for loc in range(len(LOCALES)):
-            held = np.flatnonzero(valid & (sessions.locale == loc))
-            if len(held) > max_per_locale:
-                valid[held[np.argsort(u[held], kind="stable")[max_per_locale:]]] = False
-    return np.flatnonzero(~valid), np.flatnonzero(valid)
+            idx = np.flatnonzero(held & (locale == loc))
+            if len(idx) > max_per_locale:
+                held[idx[np.argsort(u[idx], kind="stable")[max_per_locale:]]] = False
+    return held
 
 
 def locale_split(sessions: Sessions, locales, fraction: float, seed: int,
