@@ -27,6 +27,7 @@ from recformer_m2.data import M2Data
 from recformer_m2.models import RecformerForPretraining
 from recformer_m2.pretraining import (
     DistEnv,
+    ItemTable,
     PretrainConfig,
     PretrainDataset,
     build_examples,
@@ -76,6 +77,16 @@ def test_build_examples_pairs_prefix_and_next_item(tmp_path, cache_dir):
     assert [ex["next_item_id"] for ex in dataset] == list(catalog.codes(["C", "A", "A"]))
     assert [LOCALES[x] for x in examples.locale] == ["UK", "DE", "UK"]
     assert list(build_examples(catalog, data.train, ["ES"]).session) == [4]
+
+    # Against an item table, an example's label is its next item's table row, in the session's locale.
+    table = ItemTable.of_locales(catalog, ["UK", "DE"])
+    assert len(table.rows) == 4 + 3 and sorted(LOCALES[x] for x in table.locale) == ["DE"] * 3 + ["UK"] * 4
+    labelled = [PretrainDataset(catalog, examples, table.index)[i] for i in range(len(examples))]
+    assert [sorted(ex) for ex in labelled] == [["items", "label"]] * 3
+    picked = catalog.table.iloc[table.rows[[ex["label"] for ex in labelled]]]
+    assert list(picked["id"]) == ["C", "A", "A"] and list(picked["locale"]) == ["UK", "DE", "UK"]
+    with pytest.raises(ValueError, match="no row in the item table"):
+        PretrainDataset(catalog, examples, ItemTable.of_locales(catalog, ["DE"]).index)
 
 
 def test_epoch_batches_deterministic_disjoint_and_equal_per_rank():
@@ -262,6 +273,28 @@ def test_two_rank_crash_and_resume_gives_the_same_weights(two_rank_run, tiny_dat
     assert "resumed from step_00000004" in log.read_text()
     _assert_same_weights(_weights(out / "final"), _weights(two_rank_run / "final"))
     assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [0, 6, 12]
+
+
+@pytest.mark.slow
+def test_table_negatives_run_refreshes_the_table_and_resumes_exactly(tiny_data, tmp_path):
+    """Two ranks contrasting with a frozen item table re-encoded every 4 steps: the table is encoded at
+    steps 0, 4, 8; a crash at step 4 (a refresh step) resumes to the uninterrupted run's weights."""
+    table = ("--table-negatives", "true", "--table-refresh-steps", "4", "--max-retrieval-sessions", "0")
+    straight, log = tmp_path / "straight", tmp_path / "straight.txt"
+    _ok(_run(_command(tiny_data, straight, 2, *table), tmp_path, log), log)
+    refreshed = [int(line.rsplit(" at step ", 1)[1].split()[0]) for line in log.read_text().splitlines()
+                 if "item table of" in line]
+    assert sorted(set(refreshed)) == [0, 4, 8]
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["valid_loss"]) for r in records)
+
+    out = tmp_path / "out"
+    rc = _run(_command(tiny_data, out, 2, *table, "--stop-after-step", "4"), tmp_path, tmp_path / "crash.txt")
+    assert rc != 0 and latest_tag(out / "checkpoints") == "step_00000004"
+    log = tmp_path / "resumed.txt"
+    _ok(_run(_command(tiny_data, out, 2, *table), tmp_path, log), log)
+    assert "resumed from step_00000004" in log.read_text()
+    _assert_same_weights(_weights(out / "final"), _weights(straight / "final"))
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from recformer_m2.models import (
     RecformerModel,
     SessionCollator,
     item_contrastive_loss,
+    table_contrastive_loss,
 )
 from recformer_m2.models import modeling_recformer
 from tests.test_collator import build_tiny_tokenizer, tiny_config
@@ -214,6 +215,49 @@ def test_contrastive_candidates_gathered_across_ranks(monkeypatch):
     torch.testing.assert_close(loss, F.cross_entropy(expected, torch.tensor([2, 3])))
     loss.backward()
     assert items.grad is not None and items.grad.abs().sum() > 0
+
+
+def test_table_contrastive_loss_by_hand():
+    """Two sessions, a 4-row table in two locales: each competes with its positive's locale only."""
+    sessions = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    table = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]), dim=-1)
+    groups = torch.tensor([0, 0, 1, 1])
+    labels = torch.tensor([1, 2])  # session 0 in locale 0, session 1 in locale 1
+    loss, correct, logits = table_contrastive_loss(sessions, table, labels, 0.5, groups)
+    r = 2 ** -0.5
+    inf = float("-inf")
+    torch.testing.assert_close(logits, torch.tensor([[2.0, 0.0, inf, inf], [inf, inf, 2 * r, 0.0]]))
+    # row 0: -log(e^0 / (e^2 + e^0)); row 1: -log(e^{2r} / (e^{2r} + e^0))
+    want = (torch.log1p(torch.exp(torch.tensor(2.0))) + torch.log1p(torch.exp(torch.tensor(-2 * r)))) / 2
+    torch.testing.assert_close(loss, want)
+    assert int(correct) == 1  # session 1 ranks its positive first, session 0 does not
+    plain, _, all_logits = table_contrastive_loss(sessions, table, labels, 0.5)
+    assert torch.isfinite(all_logits).all() and plain > loss
+
+
+def test_pretraining_against_an_item_table(tokenizer):
+    """With a table, ``labels`` replace the next-item pass: the loss is MLM plus the table softmax, it trains
+    the session encoder, and mixing the two contrasts or forgetting the table is refused."""
+    batch = pretraining_batch(tokenizer)
+    inputs = {k: v for k, v in batch.items() if not k.startswith("next_") and k != "item_ids"}
+    model = make_model(RecformerForPretraining)
+    with torch.no_grad():  # the table: every item encoded alone, as the pretraining run does
+        table = model.recformer(**SessionCollator(tokenizer, tiny_config(), 0.0).collate_items(ITEMS)).pooler_output
+    labels = torch.tensor([2, 4, 1])  # the next items of pretraining_batch
+    with pytest.raises(RuntimeError, match="set_item_embeddings"):
+        model(**inputs, labels=labels)
+    model.set_item_embeddings(table, groups=torch.zeros(table.shape[0], dtype=torch.long))
+    with pytest.raises(ValueError, match="not both"):
+        model(**batch, labels=labels)
+    out = model(**inputs, labels=labels)
+    with torch.no_grad():
+        sessions = model.recformer(**encoder_inputs(inputs)).pooler_output
+    want_cl, _, _ = table_contrastive_loss(sessions, model.item_embeddings, labels, 0.05, model.item_groups)
+    torch.testing.assert_close(out.item_cl_loss, want_cl, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.loss, model.config.mlm_weight * out.mlm_loss + want_cl, atol=1e-5, rtol=1e-5)
+    first, final = _train(model, {**inputs, "labels": labels})
+    assert final < first
+    assert "item_embeddings" not in model.state_dict()  # derived from the weights: never saved
 
 
 def test_seqrec_full_softmax_matches_hand_computation(tokenizer):

@@ -20,6 +20,7 @@ from .modeling_recformer import (
     RecformerSeqRecOutput,
     gather_across_ranks,
     item_contrastive_loss,
+    table_contrastive_loss,
 )
 
 AutoConfig.register("recformer", RecformerConfig, exist_ok=True)
@@ -45,4 +46,5 @@ __all__ = [
     "TokenizedItem",
     "gather_across_ranks",
     "item_contrastive_loss",
+    "table_contrastive_loss",
 ]

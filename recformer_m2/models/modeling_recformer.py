@@ -292,8 +292,37 @@ def item_contrastive_loss(
     return loss, correct, logits
 
 
+def table_contrastive_loss(
+    session_embeddings: torch.Tensor,
+    table: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    table_groups: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy of each session against every item of a frozen, L2-normalised ``(N, D)`` table.
+
+    ``labels`` ``(B,)`` are the positives' table rows. With ``table_groups`` ``(N,)`` a session competes
+    only with the items of its positive's group (its locale). Returns ``(loss, number of sessions ranking
+    their positive first, logits (B, N))``.
+    """
+    logits = F.normalize(session_embeddings, dim=-1) @ table.T / temperature  # (B, D) x (D, N) -> (B, N)
+    if table_groups is not None:
+        other = table_groups[labels].unsqueeze(1) != table_groups.unsqueeze(0)  # (B, 1) != (1, N) -> (B, N)
+        logits = logits.masked_fill(other, float("-inf"))
+    loss = F.cross_entropy(logits, labels)
+    correct = (logits.argmax(dim=-1) == labels).sum()
+    return loss, correct, logits
+
+
 class RecformerForPretraining(RecformerPreTrainedModel):
-    """Recformer pretraining: MLM on the masked session plus session-to-next-item contrast, two encoder passes."""
+    """Recformer pretraining: MLM on the masked session plus session-to-next-item contrast.
+
+    The contrast is in-batch (a second encoder pass over the next items, which are each other's
+    negatives), or, with a frozen item table set by :meth:`set_item_embeddings`, a full softmax over
+    every item of the session's locale, as finetuning's stage 1 trains. In-batch negatives are mostly
+    products of other kinds, so they teach coarse categories; the table holds every sibling variant
+    and same-kind product, the hard negatives next-item ranking is decided by.
+    """
 
     _tied_weights_keys = {
         "lm_head.decoder.weight": "recformer.embeddings.word_embeddings.weight",
@@ -304,7 +333,22 @@ class RecformerForPretraining(RecformerPreTrainedModel):
         super().__init__(config)
         self.recformer = RecformerModel(config)
         self.lm_head = LongformerLMHead(config)
+        self.register_buffer("item_embeddings", None, persistent=False)
+        self.register_buffer("item_groups", None, persistent=False)
         self.post_init()
+
+    def set_item_embeddings(self, table: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Store the frozen ``(N, D)`` item table (L2-normalised, no gradient, not saved) that ``labels``
+        index; ``groups`` ``(N,)``: each row's locale (a session only competes within its positive's)."""
+        if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
+            raise ValueError(
+                f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
+            )
+        if groups is not None and groups.shape != (table.shape[0],):
+            raise ValueError(f"item groups must have shape ({table.shape[0]},), got {tuple(groups.shape)}")
+        weight = self.recformer.embeddings.word_embeddings.weight
+        self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
+        self.item_groups = None if groups is None else groups.detach().to(weight.device, torch.long)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
@@ -324,11 +368,17 @@ class RecformerForPretraining(RecformerPreTrainedModel):
         next_token_type_ids: torch.Tensor | None = None,
         next_item_position_ids: torch.Tensor | None = None,
         item_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> RecformerPretrainingOutput:
-        """Masked session inputs and MLM labels ``(B, L)``, next-item inputs ``(B, L')``, next-item ids ``(B,)``.
+        """Masked session inputs and MLM labels ``(B, L)``, next-item inputs ``(B, L')``, next-item ids ``(B,)``;
+        or, instead of the next-item inputs, ``labels`` ``(B,)``: the next items' rows in the item table.
 
         A loss is computed for each part whose inputs are given; ``loss`` is their weighted sum.
         """
+        if labels is not None and next_input_ids is not None:
+            raise ValueError("give next-item inputs (in-batch contrast) or table labels, not both")
+        if labels is not None and self.item_embeddings is None:
+            raise RuntimeError("labels index the item table: call set_item_embeddings(table) first")
         session = self.recformer(input_ids, attention_mask, token_type_ids, item_position_ids)
         output = RecformerPretrainingOutput(session_embeddings=session.pooler_output)
         losses = []
@@ -348,6 +398,12 @@ class RecformerForPretraining(RecformerPreTrainedModel):
             output.item_embeddings = nxt.pooler_output
             output.item_cl_loss, output.cl_correct, _ = item_contrastive_loss(
                 session.pooler_output, nxt.pooler_output, self.config.temperature, item_ids
+            )
+            losses.append(self.config.item_cl_weight * output.item_cl_loss)
+
+        if labels is not None:
+            output.item_cl_loss, output.cl_correct, _ = table_contrastive_loss(
+                session.pooler_output, self.item_embeddings, labels, self.config.temperature, self.item_groups
             )
             losses.append(self.config.item_cl_weight * output.item_cl_loss)
 
@@ -476,4 +532,5 @@ __all__ = [
     "RecformerSeqRecOutput",
     "gather_across_ranks",
     "item_contrastive_loss",
+    "table_contrastive_loss",
 ]

@@ -28,7 +28,7 @@ order, masking), :mod:`.distributed` (process group, DeepSpeed JSON), :mod:`.che
 
 from .checkpoints import export_checkpoint, latest_tag
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
-from .data import (MicroBatches, PretrainData, PretrainDataset, PretrainExamples, build_examples, epoch_batches,
+from .data import (ItemTable, MicroBatches, PretrainData, PretrainDataset, PretrainExamples, build_examples, epoch_batches,
                    prepare_data)
 from .distributed import DistEnv, deepspeed_config
 from .run import build_model, run_pretraining
@@ -38,6 +38,7 @@ __all__ = [
     "CHECKPOINTS",
     "DistEnv",
     "FINAL",
+    "ItemTable",
     "METRICS_FILE",
     "MicroBatches",
     "PretrainConfig",

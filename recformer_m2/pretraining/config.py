@@ -63,6 +63,13 @@ class PretrainConfig:
     temperature: float = 0.05
     mlm_weight: float = 0.1
     item_cl_weight: float = 1.0
+    table_negatives: bool = False
+    """Contrast each session with every product of its locale in a frozen table of the training locales'
+    products (re-encoded every ``table_refresh_steps``), as finetuning's stage 1 does, instead of with the
+    other next items of the batch (:class:`~recformer_m2.models.RecformerForPretraining`)."""
+    table_refresh_steps: int = 250
+    """Optimizer steps between re-encodings of the item table (``table_negatives``); a run (re)starting
+    encodes it too, so a resume is exact when it starts on a multiple of this."""
     # --- masking ---
     mlm_probability: float = 0.15
     whole_word_masking: bool = True
@@ -119,7 +126,7 @@ class PretrainConfig:
         if self.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         positive = ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "eval_every", "save_every",
-                    "log_every", "keep_checkpoints", "warmup_steps", "encode_batch_size")
+                    "log_every", "keep_checkpoints", "warmup_steps", "encode_batch_size", "table_refresh_steps")
         bad = {name: getattr(self, name) for name in positive if getattr(self, name) < 1}
         if bad:
             raise ValueError(f"these settings must be at least 1: {bad}")

@@ -68,14 +68,18 @@ def build_examples(catalog: Catalog, sessions: Sessions, locales: Sequence[str])
 
 
 class PretrainDataset(Dataset):
-    """Examples as the collator takes them: ``{"items", "next_item", "next_item_id"}`` with attribute texts.
+    """Examples as the collator takes them: ``{"items", "next_item", "next_item_id"}`` with attribute texts,
+    or ``{"items", "label"}`` with ``table_index`` (catalog row -> item-table row): the next item's table row.
 
     Texts come from ``catalog.attributes(row)``, cached per row on the instance (each worker its own).
     """
 
-    def __init__(self, catalog: Catalog, examples: PretrainExamples) -> None:
+    def __init__(self, catalog: Catalog, examples: PretrainExamples, table_index: np.ndarray | None = None) -> None:
         self.catalog = catalog
         self.examples = examples
+        self.table_index = table_index
+        if table_index is not None and (table_index[examples.next_rows] < 0).any():
+            raise ValueError("some next items have no row in the item table: build it over the examples' locales")
         self._texts: dict[int, Item] = {}
 
     def __len__(self) -> int:
@@ -88,8 +92,11 @@ class PretrainDataset(Dataset):
         return text
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        items = [self._text(int(r)) for r in self.examples.prefix(i)]
+        if self.table_index is not None:
+            return {"items": items, "label": int(self.table_index[self.examples.next_rows[i]])}
         return {
-            "items": [self._text(int(r)) for r in self.examples.prefix(i)],
+            "items": items,
             "next_item": self._text(int(self.examples.next_rows[i])),
             "next_item_id": int(self.examples.next_codes[i]),
         }
@@ -147,6 +154,26 @@ def batch_loader(batches: MicroBatches, start: int, num_workers: int, pin_memory
         batches, batch_size=None, sampler=range(start, len(batches)), num_workers=num_workers,
         pin_memory=pin_memory, generator=torch.Generator().manual_seed(0),
     )
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """The products a table-negative run contrasts with: catalog ``rows``, each row's ``locale``, and
+    ``index`` mapping every catalog row to its table row (-1 outside the table)."""
+
+    rows: np.ndarray  # (N,) int64 catalog rows
+    locale: np.ndarray  # (N,) int64
+    index: np.ndarray  # (len(catalog),) int64
+
+    @classmethod
+    def of_locales(cls, catalog: Catalog, locales: Sequence[str]) -> "ItemTable":
+        """Every product sold in ``locales``, locale by locale."""
+        codes = [catalog.locale_codes(loc) for loc in locales]
+        locale = np.concatenate([np.full(len(c), LOCALES.index(loc)) for c, loc in zip(codes, locales)])
+        rows = catalog.rows(np.concatenate(codes), locale).astype(np.int64)
+        index = np.full(len(catalog), -1, dtype=np.int64)
+        index[rows] = np.arange(len(rows))
+        return cls(rows, locale.astype(np.int64), index)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,12 @@ from tqdm.auto import tqdm
 
 from ..config import save_config
 from ..data import Catalog, M2Data
+from ..encode import RecformerEncoder, catalog_items
 from ..models import RecformerForPretraining, SessionCollator
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .checkpoints import export_checkpoint, latest_tag, load_checkpoint, save_checkpoint
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
-from .data import MicroBatches, PretrainDataset, batch_loader, epoch_batches, prepare_data
+from .data import ItemTable, MicroBatches, PretrainDataset, batch_loader, epoch_batches, prepare_data
 from .distributed import DistEnv, deepspeed_config, init_distributed, parameter_groups, resolve_precision
 from .validation import _append_metrics, _truncate_metrics, validate
 
@@ -68,6 +70,29 @@ def _setup_logging(env: DistEnv) -> None:
     logging.getLogger("recformer_m2").setLevel(logging.INFO if env.is_main else logging.WARNING)
 
 
+class TableRefresher:
+    """Keeps the model's frozen item table (``PretrainConfig.table_negatives``) encoded by recent weights."""
+
+    def __init__(self, module: RecformerForPretraining, tokenizer, catalog: Catalog, table: ItemTable,
+                 config: PretrainConfig) -> None:
+        self.module, self.table, self.config = module, table, config
+        self.items = catalog_items(catalog, table.rows)
+        self.encoder = RecformerEncoder(module.recformer, tokenizer, batch_size=config.encode_batch_size)
+        self.step: int | None = None
+
+    def __call__(self, step: int) -> None:
+        """Re-encode at the first call of a run and then at every multiple of ``table_refresh_steps``."""
+        if self.step == step or (self.step is not None and step % self.config.table_refresh_steps):
+            return
+        start = time.perf_counter()
+        embeddings = self.encoder.encode_items(self.items)  # puts the model in eval mode
+        self.module.set_item_embeddings(torch.from_numpy(embeddings), torch.from_numpy(self.table.locale))
+        self.module.train()
+        self.step = step
+        logger.info("item table of %d products encoded at step %d in %.1f s", len(self.items), step,
+                    time.perf_counter() - start)
+
+
 def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     deepspeed_json: str | Path, tokenizer_dir: str | Path | None = None,
                     init_dir: str | Path | None = None, stop_after_step: int | None = None) -> Path:
@@ -112,7 +137,9 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     module: RecformerForPretraining = engine.module
     gas = config.gradient_accumulation_steps
     collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
-    train_set = PretrainDataset(data.catalog, data.train)
+    table = ItemTable.of_locales(data.catalog, config.locales) if config.table_negatives else None
+    train_set = PretrainDataset(data.catalog, data.train, None if table is None else table.index)
+    refresh = None if table is None else TableRefresher(module, tokenizer, data.catalog, table, config)
     train_lengths = np.minimum(np.diff(data.train.offsets), module.config.max_item_embeddings - 1)  # items kept
     eval_collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
     eval_bs = max(1, min(config.eval_batch_size, len(data.valid) // env.world_size))
@@ -174,6 +201,8 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
                                (config.seed, epoch, env.rank))
         for micro, batch in enumerate(batch_loader(batches, step_in_epoch * gas, config.num_workers,
                                                    env.device.type == "cuda"), start=step_in_epoch * gas):
+            if refresh is not None and micro % gas == 0:
+                refresh(step)
             batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
             output = engine(**batch)
             engine.backward(output.loss)
