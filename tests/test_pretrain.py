@@ -85,6 +85,11 @@ def test_build_examples_pairs_prefix_and_next_item(tmp_path, cache_dir):
     assert [sorted(ex) for ex in labelled] == [["items", "label"]] * 3
     picked = catalog.table.iloc[table.rows[[ex["label"] for ex in labelled]]]
     assert list(picked["id"]) == ["C", "A", "A"] and list(picked["locale"]) == ["UK", "DE", "UK"]
+    # prefix and next items of the kept examples, per (product, locale): UK A,B -> C and D,C,B -> A; DE A,B -> A
+    counts = dict(zip(zip(catalog.table["id"].iloc[table.rows], [LOCALES[x] for x in table.locale]),
+                      np.expm1(table.log_counts(examples)).round().astype(int)))
+    assert counts == {("A", "UK"): 2, ("B", "UK"): 2, ("C", "UK"): 2, ("D", "UK"): 1,
+                      ("A", "DE"): 2, ("B", "DE"): 1, ("X", "DE"): 0}
     with pytest.raises(ValueError, match="no row in the item table"):
         PretrainDataset(catalog, examples, ItemTable.of_locales(catalog, ["DE"]).index)
 

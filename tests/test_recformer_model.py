@@ -233,6 +233,11 @@ def test_table_contrastive_loss_by_hand():
     assert int(correct) == 1  # session 1 ranks its positive first, session 0 does not
     plain, _, all_logits = table_contrastive_loss(sessions, table, labels, 0.5)
     assert torch.isfinite(all_logits).all() and plain > loss
+    # a bias of 2 on row 1 lifts session 0's positive level with row 0: loss -log(1/2) for that row
+    biased, correct, logits = table_contrastive_loss(sessions, table, labels, 0.5, groups,
+                                                     torch.tensor([0.0, 2.0, 0.0, 0.0]))
+    torch.testing.assert_close(logits[0, :2], torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(biased, (torch.log(torch.tensor(2.0)) + torch.log1p(torch.exp(torch.tensor(-2 * r)))) / 2)
 
 
 def test_pretraining_against_an_item_table(tokenizer):
@@ -255,9 +260,40 @@ def test_pretraining_against_an_item_table(tokenizer):
     want_cl, _, _ = table_contrastive_loss(sessions, model.item_embeddings, labels, 0.05, model.item_groups)
     torch.testing.assert_close(out.item_cl_loss, want_cl, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.loss, model.config.mlm_weight * out.mlm_loss + want_cl, atol=1e-5, rtol=1e-5)
+    bias = torch.linspace(0.0, 1.0, table.shape[0])
+    model.set_item_embeddings(table, torch.zeros(table.shape[0], dtype=torch.long), bias)
+    with torch.no_grad():
+        biased = model(**inputs, labels=labels)
+    want_biased, _, _ = table_contrastive_loss(sessions, model.item_embeddings, labels, 0.05, None, bias)
+    torch.testing.assert_close(biased.item_cl_loss, want_biased, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="item bias must have shape"):
+        model.set_item_embeddings(table, bias=bias[:2])
     first, final = _train(model, {**inputs, "labels": labels})
     assert final < first
-    assert "item_embeddings" not in model.state_dict()  # derived from the weights: never saved
+    assert not {"item_embeddings", "item_bias", "item_groups"} & set(model.state_dict())  # derived: never saved
+
+
+@pytest.mark.parametrize("unmasked", [False, True])
+def test_contrast_reads_the_masked_or_the_written_session(tokenizer, unmasked):
+    """MLM always reads the masked session; the contrastive loss reads it too, or with ``contrast_unmasked``
+    the session as written (mask tokens put back to the words they hid)."""
+    masked = pretraining_batch(tokenizer)
+    assert (masked["mlm_labels"] != -100).any()
+    written = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)(
+        [{"items": [ITEMS[0], ITEMS[1]]}, {"items": [ITEMS[3]]}, {"items": [ITEMS[2], ITEMS[0], ITEMS[3]]}])
+    restored = torch.where(masked["mlm_labels"] != -100, masked["mlm_labels"], masked["input_ids"])
+    torch.testing.assert_close(restored, written["input_ids"])
+    model = make_model(RecformerForPretraining, contrast_unmasked=unmasked)
+    with torch.no_grad():
+        out = model(**masked)
+        read = written if unmasked else masked
+        sessions = model.recformer(**encoder_inputs(read)).pooler_output
+        items = model.recformer(**{k[len("next_"):]: v for k, v in masked.items() if k.startswith("next_")})
+        want, _, _ = item_contrastive_loss(sessions, items.pooler_output, 0.05, masked["item_ids"])
+        mlm_only = model(**{k: v for k, v in masked.items() if k in (*ENCODER_KEYS, "mlm_labels")})
+    torch.testing.assert_close(out.item_cl_loss, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.mlm_loss, mlm_only.mlm_loss)
+    torch.testing.assert_close(out.session_embeddings, sessions, atol=1e-5, rtol=1e-5)
 
 
 def test_seqrec_full_softmax_matches_hand_computation(tokenizer):

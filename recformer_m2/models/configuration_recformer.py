@@ -69,6 +69,10 @@ class RecformerConfig(LongformerConfig):
             Weight of the masked-language-model loss in pretraining (Recformer's lambda).
         item_cl_weight (`float`, defaults to 1.0):
             Weight of the session-to-next-item contrastive loss in pretraining.
+        contrast_unmasked (`bool`, defaults to False):
+            Score pretraining's contrastive loss on the session as written (one more encoder pass) rather
+            than on the masked copy the MLM loss reads, whose hidden words are often the brand or series
+            that tell one product line from another.
     """
 
     model_type = "recformer"
@@ -90,6 +94,7 @@ class RecformerConfig(LongformerConfig):
     token_type_size: int = 4
     mlm_weight: float | int = 0.1
     item_cl_weight: float | int = 1.0
+    contrast_unmasked: bool = False
 
     def __post_init__(self, **kwargs) -> None:
         """Check every Recformer argument and store the attention window per layer."""

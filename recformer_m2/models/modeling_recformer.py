@@ -298,14 +298,18 @@ def table_contrastive_loss(
     labels: torch.Tensor,
     temperature: float,
     table_groups: torch.Tensor | None = None,
+    table_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy of each session against every item of a frozen, L2-normalised ``(N, D)`` table.
 
     ``labels`` ``(B,)`` are the positives' table rows. With ``table_groups`` ``(N,)`` a session competes
-    only with the items of its positive's group (its locale). Returns ``(loss, number of sessions ranking
-    their positive first, logits (B, N))``.
+    only with the items of its positive's group (its locale); ``table_bias`` ``(N,)`` is added to each
+    item's logit (e.g. a popularity prior). Returns ``(loss, number of sessions ranking their positive
+    first, logits (B, N))``.
     """
     logits = F.normalize(session_embeddings, dim=-1) @ table.T / temperature  # (B, D) x (D, N) -> (B, N)
+    if table_bias is not None:
+        logits = logits + table_bias
     if table_groups is not None:
         other = table_groups[labels].unsqueeze(1) != table_groups.unsqueeze(0)  # (B, 1) != (1, N) -> (B, N)
         logits = logits.masked_fill(other, float("-inf"))
@@ -335,20 +339,25 @@ class RecformerForPretraining(RecformerPreTrainedModel):
         self.lm_head = LongformerLMHead(config)
         self.register_buffer("item_embeddings", None, persistent=False)
         self.register_buffer("item_groups", None, persistent=False)
+        self.register_buffer("item_bias", None, persistent=False)
         self.post_init()
 
-    def set_item_embeddings(self, table: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+    def set_item_embeddings(self, table: torch.Tensor, groups: torch.Tensor | None = None,
+                            bias: torch.Tensor | None = None) -> None:
         """Store the frozen ``(N, D)`` item table (L2-normalised, no gradient, not saved) that ``labels``
-        index; ``groups`` ``(N,)``: each row's locale (a session only competes within its positive's)."""
+        index; ``groups`` ``(N,)``: each row's locale (a session only competes within its positive's);
+        ``bias`` ``(N,)``: added to each row's logit (a fixed popularity prior)."""
         if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
             raise ValueError(
                 f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
             )
-        if groups is not None and groups.shape != (table.shape[0],):
-            raise ValueError(f"item groups must have shape ({table.shape[0]},), got {tuple(groups.shape)}")
+        for name, values in (("groups", groups), ("bias", bias)):
+            if values is not None and values.shape != (table.shape[0],):
+                raise ValueError(f"item {name} must have shape ({table.shape[0]},), got {tuple(values.shape)}")
         weight = self.recformer.embeddings.word_embeddings.weight
         self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
         self.item_groups = None if groups is None else groups.detach().to(weight.device, torch.long)
+        self.item_bias = None if bias is None else bias.detach().to(weight.device, weight.dtype)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
@@ -380,7 +389,12 @@ class RecformerForPretraining(RecformerPreTrainedModel):
         if labels is not None and self.item_embeddings is None:
             raise RuntimeError("labels index the item table: call set_item_embeddings(table) first")
         session = self.recformer(input_ids, attention_mask, token_type_ids, item_position_ids)
-        output = RecformerPretrainingOutput(session_embeddings=session.pooler_output)
+        contrasted = session.pooler_output  # (B, D): the session the contrastive loss scores
+        contrasting = next_input_ids is not None or labels is not None
+        if contrasting and mlm_labels is not None and self.config.contrast_unmasked:
+            written = torch.where(mlm_labels != IGNORE_INDEX, mlm_labels, input_ids)  # (B, L) masking undone
+            contrasted = self.recformer(written, attention_mask, token_type_ids, item_position_ids).pooler_output
+        output = RecformerPretrainingOutput(session_embeddings=contrasted)
         losses = []
 
         if mlm_labels is not None:
@@ -397,13 +411,14 @@ class RecformerForPretraining(RecformerPreTrainedModel):
             nxt = self.recformer(next_input_ids, next_attention_mask, next_token_type_ids, next_item_position_ids)
             output.item_embeddings = nxt.pooler_output
             output.item_cl_loss, output.cl_correct, _ = item_contrastive_loss(
-                session.pooler_output, nxt.pooler_output, self.config.temperature, item_ids
+                contrasted, nxt.pooler_output, self.config.temperature, item_ids
             )
             losses.append(self.config.item_cl_weight * output.item_cl_loss)
 
         if labels is not None:
             output.item_cl_loss, output.cl_correct, _ = table_contrastive_loss(
-                session.pooler_output, self.item_embeddings, labels, self.config.temperature, self.item_groups
+                contrasted, self.item_embeddings, labels, self.config.temperature, self.item_groups,
+                self.item_bias,
             )
             losses.append(self.config.item_cl_weight * output.item_cl_loss)
 

@@ -63,6 +63,8 @@ class PretrainConfig:
     temperature: float = 0.05
     mlm_weight: float = 0.1
     item_cl_weight: float = 1.0
+    contrast_unmasked: bool = False
+    """Contrast the session as written, not the MLM's masked copy (one more encoder pass per step)."""
     table_negatives: bool = False
     """Contrast each session with every product of its locale in a frozen table of the training locales'
     products (re-encoded every ``table_refresh_steps``), as finetuning's stage 1 does, instead of with the
@@ -70,6 +72,11 @@ class PretrainConfig:
     table_refresh_steps: int = 250
     """Optimizer steps between re-encodings of the item table (``table_negatives``); a run (re)starting
     encodes it too, so a resume is exact when it starts on a multiple of this."""
+    table_prior: float = 1.0
+    """With ``table_negatives``: this times log(1 + occurrences in the training examples) is added to each
+    table product's logit. Text cannot show how often a product is bought, and the next item is drawn in
+    proportion to it; with the prior the encoder spends itself on the textual part (finetuning learns
+    its own weight). 0 disables it."""
     # --- masking ---
     mlm_probability: float = 0.15
     whole_word_masking: bool = True
@@ -130,6 +137,8 @@ class PretrainConfig:
         bad = {name: getattr(self, name) for name in positive if getattr(self, name) < 1}
         if bad:
             raise ValueError(f"these settings must be at least 1: {bad}")
+        if self.table_prior < 0:
+            raise ValueError(f"table_prior must be >= 0, got {self.table_prior}")
         if self.max_steps < 0 or (self.max_steps == 0 and self.epochs < 1):
             raise ValueError(f"train for max_steps > 0 or epochs >= 1 (got max_steps={self.max_steps}, "
                              f"epochs={self.epochs})")
@@ -160,4 +169,5 @@ def model_config(config: PretrainConfig, tokenizer) -> RecformerConfig:
         temperature=config.temperature,
         mlm_weight=config.mlm_weight,
         item_cl_weight=config.item_cl_weight,
+        contrast_unmasked=config.contrast_unmasked,
     )

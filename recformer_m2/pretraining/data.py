@@ -165,6 +165,11 @@ class ItemTable:
     locale: np.ndarray  # (N,) int64
     index: np.ndarray  # (len(catalog),) int64
 
+    def log_counts(self, examples: PretrainExamples) -> np.ndarray:
+        """``(N,)`` log(1 + occurrences of each product in ``examples``, prefix and next items)."""
+        rows = np.concatenate([examples.rows, examples.next_rows]).astype(np.int64)
+        return np.log1p(np.bincount(rows, minlength=len(self.index))[self.rows]).astype(np.float32)
+
     @classmethod
     def of_locales(cls, catalog: Catalog, locales: Sequence[str]) -> "ItemTable":
         """Every product sold in ``locales``, locale by locale."""

@@ -21,7 +21,7 @@ from ..models import RecformerForPretraining, SessionCollator
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .checkpoints import export_checkpoint, latest_tag, load_checkpoint, save_checkpoint
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
-from .data import ItemTable, MicroBatches, PretrainDataset, batch_loader, epoch_batches, prepare_data
+from .data import ItemTable, MicroBatches, PretrainDataset, PretrainExamples, batch_loader, epoch_batches, prepare_data
 from .distributed import DistEnv, deepspeed_config, init_distributed, parameter_groups, resolve_precision
 from .validation import _append_metrics, _truncate_metrics, validate
 
@@ -74,9 +74,10 @@ class TableRefresher:
     """Keeps the model's frozen item table (``PretrainConfig.table_negatives``) encoded by recent weights."""
 
     def __init__(self, module: RecformerForPretraining, tokenizer, catalog: Catalog, table: ItemTable,
-                 config: PretrainConfig) -> None:
+                 config: PretrainConfig, examples: PretrainExamples) -> None:
         self.module, self.table, self.config = module, table, config
         self.items = catalog_items(catalog, table.rows)
+        self.bias = torch.from_numpy(config.table_prior * table.log_counts(examples)) if config.table_prior else None
         self.encoder = RecformerEncoder(module.recformer, tokenizer, batch_size=config.encode_batch_size)
         self.step: int | None = None
 
@@ -86,7 +87,7 @@ class TableRefresher:
             return
         start = time.perf_counter()
         embeddings = self.encoder.encode_items(self.items)  # puts the model in eval mode
-        self.module.set_item_embeddings(torch.from_numpy(embeddings), torch.from_numpy(self.table.locale))
+        self.module.set_item_embeddings(torch.from_numpy(embeddings), torch.from_numpy(self.table.locale), self.bias)
         self.module.train()
         self.step = step
         logger.info("item table of %d products encoded at step %d in %.1f s", len(self.items), step,
@@ -139,7 +140,7 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
     table = ItemTable.of_locales(data.catalog, config.locales) if config.table_negatives else None
     train_set = PretrainDataset(data.catalog, data.train, None if table is None else table.index)
-    refresh = None if table is None else TableRefresher(module, tokenizer, data.catalog, table, config)
+    refresh = None if table is None else TableRefresher(module, tokenizer, data.catalog, table, config, data.train)
     train_lengths = np.minimum(np.diff(data.train.offsets), module.config.max_item_embeddings - 1)  # items kept
     eval_collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
     eval_bs = max(1, min(config.eval_batch_size, len(data.valid) // env.world_size))
