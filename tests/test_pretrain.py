@@ -210,6 +210,18 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
     assert not different, f"weights differ: {different[:5]}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_leftover_shm_buffers():
+    """Runs killed on purpose (crash drills) leave DeepSpeed's CPU all-reduce buffers in /dev/shm, which is
+    RAM; remove the ones this module's runs created. Finished runs remove their own (checked below)."""
+    shm = Path("/dev/shm")
+    before = set(shm.glob("deepspeed_allreduce_buffer_*")) if shm.is_dir() else set()
+    yield
+    if shm.is_dir():
+        for path in set(shm.glob("deepspeed_allreduce_buffer_*")) - before:
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     from recformer_m2.synth import generate
@@ -225,7 +237,11 @@ def two_rank_run(tiny_data, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("two-rank")
     out = tmp / "out"
     log = tmp / "log.txt"
+    shm = Path("/dev/shm")
+    before = set(shm.glob("deepspeed_allreduce_buffer_*")) if shm.is_dir() else set()
     _ok(_run(_command(tiny_data, out, 2), tmp, log), log)
+    if shm.is_dir():  # a finished run leaves no shared-memory buffer behind
+        assert set(shm.glob("deepspeed_allreduce_buffer_*")) <= before
     return out
 
 

@@ -22,7 +22,8 @@ from ..tokenizer import load_tokenizer, train_tokenizer
 from .checkpoints import export_checkpoint, latest_tag, load_checkpoint, save_checkpoint
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
 from .data import ItemTable, MicroBatches, PretrainDataset, PretrainExamples, batch_loader, epoch_batches, prepare_data
-from .distributed import DistEnv, deepspeed_config, init_distributed, parameter_groups, resolve_precision
+from .distributed import (DistEnv, deepspeed_config, init_distributed, parameter_groups, release_shm_buffers,
+                          resolve_precision)
 from .validation import _append_metrics, _truncate_metrics, validate
 
 logger = logging.getLogger(__name__)
@@ -241,4 +242,5 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     if env.is_main:
         export_checkpoint(checkpoint_dir, final, latest_tag(checkpoint_dir))
     dist.barrier()
+    release_shm_buffers(env)
     return final
