@@ -292,6 +292,44 @@ def item_contrastive_loss(
     return loss, correct, logits
 
 
+def table_scores(
+    sessions: torch.Tensor,
+    table: torch.Tensor,
+    temperature: float,
+    bias: torch.Tensor | None = None,
+    session_groups: torch.Tensor | None = None,
+    table_groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(B, N)`` scores of L2-normalised sessions ``(B, D)`` against a normalised item table ``(N, D)``:
+    cosine over the temperature, plus ``bias`` ``(N,)`` per item; with ``session_groups`` ``(B,)`` and
+    ``table_groups`` ``(N,)``, items outside a session's group score ``-inf``."""
+    scores = sessions @ table.T / temperature  # (B, D) x (D, N) -> (B, N)
+    if bias is not None:
+        scores = scores + bias
+    if session_groups is not None:
+        other = session_groups.unsqueeze(1) != table_groups.unsqueeze(0)  # (B, 1) != (1, N) -> (B, N)
+        scores = scores.masked_fill(other, float("-inf"))
+    return scores
+
+
+def _item_table_tensors(model: RecformerPreTrainedModel, table: torch.Tensor,
+                        **per_row: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+    """Checked, detached copies on the model's device of an ``(N, D)`` item table (L2-normalised) and of
+    ``(N,)`` per-row values (``groups`` as long, others in the weights' dtype), for ``set_item_embeddings``."""
+    if table.dim() != 2 or table.shape[1] != model.config.hidden_size:
+        raise ValueError(
+            f"item table must have shape (num_items, {model.config.hidden_size}), got {tuple(table.shape)}"
+        )
+    for name, values in per_row.items():
+        if values is not None and values.shape != (table.shape[0],):
+            raise ValueError(f"item {name} must have shape ({table.shape[0]},), got {tuple(values.shape)}")
+    weight = model.recformer.embeddings.word_embeddings.weight
+    rows = {name: None if values is None else
+            values.detach().to(weight.device, torch.long if name == "groups" else weight.dtype)
+            for name, values in per_row.items()}
+    return F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1), rows
+
+
 def table_contrastive_loss(
     session_embeddings: torch.Tensor,
     table: torch.Tensor,
@@ -307,12 +345,8 @@ def table_contrastive_loss(
     item's logit (e.g. a popularity prior). Returns ``(loss, number of sessions ranking their positive
     first, logits (B, N))``.
     """
-    logits = F.normalize(session_embeddings, dim=-1) @ table.T / temperature  # (B, D) x (D, N) -> (B, N)
-    if table_bias is not None:
-        logits = logits + table_bias
-    if table_groups is not None:
-        other = table_groups[labels].unsqueeze(1) != table_groups.unsqueeze(0)  # (B, 1) != (1, N) -> (B, N)
-        logits = logits.masked_fill(other, float("-inf"))
+    logits = table_scores(F.normalize(session_embeddings, dim=-1), table, temperature, table_bias,
+                          None if table_groups is None else table_groups[labels], table_groups)
     loss = F.cross_entropy(logits, labels)
     correct = (logits.argmax(dim=-1) == labels).sum()
     return loss, correct, logits
@@ -347,17 +381,8 @@ class RecformerForPretraining(RecformerPreTrainedModel):
         """Store the frozen ``(N, D)`` item table (L2-normalised, no gradient, not saved) that ``labels``
         index; ``groups`` ``(N,)``: each row's locale (a session only competes within its positive's);
         ``bias`` ``(N,)``: added to each row's logit (a fixed popularity prior)."""
-        if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
-            raise ValueError(
-                f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
-            )
-        for name, values in (("groups", groups), ("bias", bias)):
-            if values is not None and values.shape != (table.shape[0],):
-                raise ValueError(f"item {name} must have shape ({table.shape[0]},), got {tuple(values.shape)}")
-        weight = self.recformer.embeddings.word_embeddings.weight
-        self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
-        self.item_groups = None if groups is None else groups.detach().to(weight.device, torch.long)
-        self.item_bias = None if bias is None else bias.detach().to(weight.device, weight.dtype)
+        self.item_embeddings, rows = _item_table_tensors(self, table, groups=groups, bias=bias)
+        self.item_groups, self.item_bias = rows["groups"], rows["bias"]
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
@@ -463,18 +488,8 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         ``prior``: ``(N,)`` per-item prior values (None: no prior, every item alike). ``groups``: ``(N,)``
         each item's group (its locale); a session given a group competes only with that group's items,
         as retrieval only ranks the session's locale (the same product in another language is no negative)."""
-        if table.dim() != 2 or table.shape[1] != self.config.hidden_size:
-            raise ValueError(
-                f"item table must have shape (num_items, {self.config.hidden_size}), got {tuple(table.shape)}"
-            )
-        if prior is not None and prior.shape != (table.shape[0],):
-            raise ValueError(f"item prior must have shape ({table.shape[0]},), got {tuple(prior.shape)}")
-        weight = self.recformer.embeddings.word_embeddings.weight
-        self.item_embeddings = F.normalize(table.detach().to(weight.device, weight.dtype), dim=-1)
-        self.item_prior = None if prior is None else prior.detach().to(weight.device, weight.dtype)
-        if groups is not None and groups.shape != (table.shape[0],):
-            raise ValueError(f"item groups must have shape ({table.shape[0]},), got {tuple(groups.shape)}")
-        self.item_groups = None if groups is None else groups.detach().to(weight.device, torch.long)
+        self.item_embeddings, rows = _item_table_tensors(self, table, prior=prior, groups=groups)
+        self.item_prior, self.item_groups = rows["prior"], rows["groups"]
 
     def item_bias(self) -> torch.Tensor | None:
         """``(N,)`` score added to each item (None without a prior): ``prior_weight * item_prior``."""
@@ -514,13 +529,10 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         )  # (B, D)
         temperature = self.config.temperature
         if num_negatives is None:
-            scores = sessions @ self.item_embeddings.T / temperature  # (B, D) x (D, N) -> (B, N)
-            if self.item_prior is not None:
-                scores = scores + self.item_bias()
-            if groups is not None:
-                if self.item_groups is None:
-                    raise ValueError("groups given but the item table has none: set_item_embeddings(..., groups=)")
-                scores = scores.masked_fill(groups.unsqueeze(1) != self.item_groups.unsqueeze(0), float("-inf"))
+            if groups is not None and self.item_groups is None:
+                raise ValueError("groups given but the item table has none: set_item_embeddings(..., groups=)")
+            scores = table_scores(sessions, self.item_embeddings, temperature, self.item_bias(), groups,
+                                  self.item_groups)  # (B, N)
             loss = F.cross_entropy(scores, labels) if labels is not None else None
             return RecformerSeqRecOutput(loss=loss, scores=scores, session_embeddings=sessions)
         if labels is None:
