@@ -49,7 +49,8 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parser_for(annotation: Any):
-    """A string parser for a field type: int, float, str, bool, ``X | None`` and ``list[X]`` (comma-separated)."""
+    """A string parser for a field type: int, float, str, bool, ``X | None``, and ``list[X]`` and
+    ``tuple[X, ...]`` (comma-separated)."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -58,6 +59,9 @@ def _parser_for(annotation: Any):
     if origin is list:
         inner = _parser_for(args[0])
         return lambda text: [inner(part.strip()) for part in text.split(",") if part.strip()]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner = _parser_for(args[0])
+        return lambda text: tuple(inner(part.strip()) for part in text.split(",") if part.strip())
     if annotation is bool:
         return _parse_bool
     if annotation in (int, float, str):

@@ -32,7 +32,7 @@ from .encode import RecformerEncoder, catalog_items, session_items
 from .heuristics import occurrence_counts
 from .index import ItemIndex
 from .metrics import rank_metrics
-from .models import RecformerForSeqRec, RecformerModel
+from .models import RecformerConfig, RecformerForSeqRec, RecformerModel
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,16 @@ class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    pooler_type: str | None = None
+    """Pool sessions this way instead of as the model was pretrained (None: keep it); e.g. ``"mean_last"``
+    adds the newest item's embedding with a weight (:class:`~recformer_m2.models.RecformerConfig`)."""
+    last_item_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    """``"mean_last"`` pooling only: at every validation the newest item's weight
+    (``RecformerModel.last_item_weight``) takes the value of this grid with the best validation MRR@100,
+    which is the MRR early stopping sees and the weight the next epoch trains with and ``best`` keeps.
+    The weight is then not learned: training sessions, whose targets the session encoder partly
+    memorises, want less of the newest item than unseen sessions do (measured on synthetic ``small``:
+    learned 0.75-0.93, while validation MRR@100 rose by a further 0.02-0.03 with more). Empty: learned."""
     scratch_config: str = "pretrain/configs/small.json"
     """Model size (a pretraining config file) when finetuning starts from scratch (PRETRAINED = none)."""
     device: str = "auto"
@@ -140,10 +150,18 @@ def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, ou
         catalog = data.catalog
         tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), out / "tokenizer",
                                     vocab_size=scratch.vocab_size, seed=config.seed)
+        if config.pooler_type is not None:
+            scratch.pooler_type = config.pooler_type
         torch.manual_seed(config.seed)
         return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
+    new_weights = ["prior_weight"]
+    overrides = {}
+    if config.pooler_type is not None:
+        overrides["pooler_type"] = config.pooler_type
+        if RecformerConfig.from_pretrained(pretrained).pooler_type != config.pooler_type:
+            new_weights.append("recformer.last_item_weight")  # mean_last's weight, when the checkpoint has none
     model = RecformerForSeqRec.from_pretrained_strict(pretrained, allow_unexpected=("lm_head",),
-                                                      allow_missing=("prior_weight",))
+                                                      allow_missing=tuple(new_weights), **overrides)
     return model, load_tokenizer(pretrained)
 
 
@@ -171,14 +189,38 @@ def item_bias(model: RecformerForSeqRec) -> np.ndarray | None:
 
 
 def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
-             sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None) -> dict[str, float]:
+             sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None,
+             last_item_grid: tuple[float, ...] = ()) -> dict[str, float]:
     """MRR/Recall/NDCG@k of retrieval from ``table`` (plus ``bias`` per item) for held-out sessions (their
-    items excluded)."""
+    items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) the encoder's newest-item weight is
+    set to the grid value of best MRR@k, returned as ``last_item_weight``."""
     index = ItemIndex().build(table, data.codes, data.locales, bias)
-    queries = encoder.encode_sessions(session_items(catalog, sessions), batch_size=encoder.batch_size)
-    ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
-    metrics = rank_metrics(ranked, targets, k)
-    return {f"{name}@{k}": float(values.mean()) for name, values in metrics.items()}
+    texts = session_items(catalog, sessions)
+    exclude = sessions.to_lists()
+
+    def score(queries: np.ndarray) -> dict[str, float]:
+        ranked, _ = index.search(queries, sessions.locale, k, exclude=exclude)
+        return {f"{name}@{k}": float(values.mean()) for name, values in rank_metrics(ranked, targets, k).items()}
+
+    if not last_item_grid or encoder.model.config.pooler_type != "mean_last":
+        return score(encoder.encode_sessions(texts, batch_size=encoder.batch_size))
+    # query(w) = normalise(normalised session mean + w * newest item's embedding): two encodings serve every w
+    weight = encoder.model.last_item_weight
+    with torch.no_grad():
+        learned = weight.item()
+        weight.fill_(0.0)
+        means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
+        newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
+        results = {w: score(_normalized(means + w * newest)) for w in last_item_grid}
+        best = max(last_item_grid, key=lambda w: results[w][f"mrr@{k}"])  # ties: the first (smallest) weight
+        weight.fill_(best)
+    logger.info("newest-item weight %.2f -> %.2f; validation MRR@%d by weight %s", learned, best, k,
+                {w: round(r[f"mrr@{k}"], 4) for w, r in results.items()})
+    return {**results[best], "last_item_weight": float(best)}
+
+
+def _normalized(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: FinetuneData, catalog: Catalog,
@@ -257,7 +299,8 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         model.eval()
-        metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets, bias=item_bias(model))
+        metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets, bias=item_bias(model),
+                           last_item_grid=config.last_item_grid)
         record = {"stage": stage, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
         if data.prior is not None:
             record["prior_weight"] = float(model.prior_weight)
@@ -289,6 +332,8 @@ def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | 
     if config.lora:
         model = _add_lora(model, config)
     model.prior_weight.requires_grad_(config.popularity_prior)
+    if model.config.pooler_type == "mean_last" and config.last_item_grid:  # chosen on validation, not learned
+        _encoder_of(model).last_item_weight.requires_grad_(False)
     model.to(_device(config.device))
     last = out / "checkpoints" / "last.pt"
     state = {"stage": 1, "epoch": 0, "best": -1.0, "bad_epochs": 0, "optimizer": None}

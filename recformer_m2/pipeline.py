@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,9 @@ class PipelineConfig:
     """Pretraining config of the ``recformer`` stage (paths relative to the repository root)."""
     finetune_config: str = "finetune/configs/small.json"
     """Finetuning config of the ``recformer`` stage."""
+    parallel_finetune: bool = True
+    """Finetune from scratch in a second process while pretraining and the pretrained finetuning run (each
+    with half the CPU threads); False runs the three one after the other."""
     baseline_models: list[str] = field(default_factory=lambda: ["gru4rec", "narm", "stamp", "srgnn", "core"])
     """ID baselines of the ``baselines`` stage."""
     baseline_budget_seconds: float = 240.0
@@ -352,33 +356,66 @@ def repo_path(relative: str) -> Path:
 
 def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int, dict[str, tuple[str, Path]]]:
     """Pretrain on UK/DE/JP, then finetune on ES/FR/IT from it and from scratch; each step resumes or is
-    skipped when its output exists. Returns the rows to score per task."""
+    skipped when its output exists. Returns the rows to score per task.
+
+    The from-scratch finetuning needs no pretrained model, so it runs in a second process beside pretraining
+    and the other finetuning (``parallel_finetune``), each process with half the CPU threads: these small
+    models gain little from a second thread, so two runs side by side take less time than one after the
+    other. Its progress bar is hidden and its log is ``finetune-supervised/finetune.log``."""
     import subprocess
     import sys
+
+    import torch
 
     from .config import load_config
     from .finetuning import FinetuneConfig, run_finetuning
 
-    pretrained = out / "pretrain" / "final"
-    if not pretrained.exists():
-        logger.info("pretraining Recformer (%s) on UK/DE/JP", config.pretrain_config)
-        command = [sys.executable, str(repo_path("pretrain/pretrain.py")), "--data", str(folder), "--out",
-                   str(out / "pretrain"), "--config", str(repo_path(config.pretrain_config)),
-                   "--deepspeed", str(repo_path("pretrain/ds_zero2.json"))]
-        subprocess.run(command, check=True)
     finetune = load_config(FinetuneConfig, repo_path(config.finetune_config),
                            {"scratch_config": str(repo_path(config.pretrain_config))})
-    rows = {1: {"recformer (pretrained)": ("recformer", pretrained)},
-            2: {"recformer (zero-shot)": ("recformer", pretrained)}}
-    for label, start, run in (("recformer (supervised)", "none", "finetune-supervised"),
-                              ("recformer (pretrained+ft)", pretrained, "finetune-pretrained")):
-        best = out / run / "best"
-        if not (out / run / "done").exists():
-            logger.info("finetuning %s on ES/FR/IT", label)
-            run_finetuning(folder, start, out / run, finetune)
-            (out / run / "done").touch()
-        rows[2][label] = ("recformer", best)
-    return rows
+    supervised, beside = out / "finetune-supervised", None
+    threads = max(1, (os.cpu_count() or 1) // 2) if config.parallel_finetune else None
+    if not (supervised / "done").exists():
+        supervised.mkdir(parents=True, exist_ok=True)
+        save_config(finetune, supervised / "pipeline_finetune_config.json")
+        command = [sys.executable, str(repo_path("finetune/finetune.py")), "--data", str(folder), "--pretrained",
+                   "none", "--out", str(supervised), "--config", str(supervised / "pipeline_finetune_config.json")]
+        if config.parallel_finetune:
+            logger.info("finetuning recformer (supervised) on ES/FR/IT in a second process (log: %s)",
+                        supervised / "finetune.log")
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+            with open(supervised / "finetune.log", "a") as log:
+                beside = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        else:
+            logger.info("finetuning recformer (supervised) on ES/FR/IT")
+            subprocess.run(command, check=True)
+    try:
+        pretrained = out / "pretrain" / "final"
+        if not pretrained.exists():
+            logger.info("pretraining Recformer (%s) on UK/DE/JP", config.pretrain_config)
+            command = [sys.executable, str(repo_path("pretrain/pretrain.py")), "--data", str(folder), "--out",
+                       str(out / "pretrain"), "--config", str(repo_path(config.pretrain_config)),
+                       "--deepspeed", str(repo_path("pretrain/ds_zero2.json"))]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if beside is not None else None
+            subprocess.run(command, check=True, env=env)
+        if not (out / "finetune-pretrained" / "done").exists():
+            logger.info("finetuning recformer (pretrained+ft) on ES/FR/IT")
+            previous = torch.get_num_threads()
+            if beside is not None:
+                torch.set_num_threads(threads)
+            try:
+                run_finetuning(folder, pretrained, out / "finetune-pretrained", finetune)
+            finally:
+                torch.set_num_threads(previous)
+            (out / "finetune-pretrained" / "done").touch()
+    finally:
+        if beside is not None and beside.wait() != 0:
+            raise RuntimeError(f"supervised finetuning failed (exit {beside.returncode}); see "
+                               f"{supervised / 'finetune.log'}")
+    (supervised / "done").touch()
+    return {1: {"recformer (pretrained)": ("recformer", pretrained)},
+            2: {"recformer (zero-shot)": ("recformer", pretrained),
+                "recformer (supervised)": ("recformer", supervised / "best"),
+                "recformer (pretrained+ft)": ("recformer", out / "finetune-pretrained" / "best")}}
 
 
 def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:

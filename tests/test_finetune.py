@@ -141,3 +141,40 @@ def test_recommender_ranks_by_cosine_plus_the_saved_prior(finished_run, tiny_dat
         order = np.argsort(-brute)[:5]
         np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
         assert codes[i][0] == item_codes[mine][order[0]]
+
+
+def test_finetuning_can_switch_a_checkpoint_to_mean_last_pooling(finished_run, tiny_data, tmp_path):
+    _, best = finished_run
+    data = M2Data(tiny_data / "data")
+    kept, _ = ft.load_seqrec(best, data, tiny_config(), tmp_path)
+    switched, _ = ft.load_seqrec(best, data, tiny_config(pooler_type="mean_last"), tmp_path)
+    assert kept.config.pooler_type == "mean" and not hasattr(kept.recformer, "last_item_weight")
+    assert switched.config.pooler_type == "mean_last"
+    assert switched.recformer.last_item_weight.item() == switched.recformer.LAST_ITEM_WEIGHT_INIT
+    assert all(torch.equal(p, switched.state_dict()[k]) for k, p in kept.state_dict().items())
+
+
+def test_newest_item_weight_is_the_validation_best_of_its_grid(finished_run, tiny_data, tmp_path):
+    """The two-encoding shortcut scores each grid weight as the model itself would with that weight."""
+    from recformer_m2.encode import RecformerEncoder
+
+    _, best = finished_run
+    data = M2Data(tiny_data / "data")
+    config = tiny_config(pooler_type="mean_last", last_item_grid=(0.0, 0.5, 2.0))
+    model, tokenizer = ft.load_seqrec(best, data, config, tmp_path)
+    fdata = ft.prepare_data(data, config)
+    encoder = RecformerEncoder(model.recformer, tokenizer, batch_size=16)
+    table = encoder.encode_items(fdata.items)
+    weight = model.recformer.last_item_weight
+    direct = {}
+    for w in config.last_item_grid:  # the slow way: the model's own queries at each weight
+        with torch.no_grad():
+            weight.fill_(w)
+        direct[w] = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets)
+    assert len({round(r["mrr@100"], 6) for r in direct.values()}) > 1  # the weight changes the ranking here
+    tuned = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets,
+                        last_item_grid=config.last_item_grid)
+    chosen = max(config.last_item_grid, key=lambda w: direct[w]["mrr@100"])
+    assert tuned["last_item_weight"] == chosen == weight.item()
+    for name, value in direct[chosen].items():
+        assert tuned[name] == pytest.approx(value, abs=1e-6), name

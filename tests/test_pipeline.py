@@ -83,3 +83,27 @@ def test_cli_pipeline_prints_the_task_tables_and_timing(tmp_path, capsys):
     main(["pipeline", "--out", str(tmp_path / "out"), "--scale", "tiny", "--methods", "popularity", "--stages", ""])
     printed = capsys.readouterr().out
     assert "== task2 ==" in printed and "== wall-clock seconds per stage ==" in printed and "report:" in printed
+
+
+@pytest.mark.slow
+def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_run, tmp_path, monkeypatch):
+    """The supervised finetuning runs in a second process; both finetuned models and the pretrained one come
+    back, and a second call finds everything done and trains nothing."""
+    from recformer_m2 import pipeline
+
+    out, _ = heuristics_run
+    config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config="finetune/configs/tiny.json")
+    assert config.parallel_finetune
+    rows = pipeline.train_recformer(out / "data", tmp_path, config)
+    assert set(rows[2]) == {"recformer (zero-shot)", "recformer (supervised)", "recformer (pretrained+ft)"}
+    for run in ("finetune-supervised", "finetune-pretrained"):
+        assert (tmp_path / run / "done").exists() and (tmp_path / run / "best" / "model.safetensors").exists()
+    assert "finetuning done" in (tmp_path / "finetune-supervised" / "finetune.log").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished stage trained again")
+
+    monkeypatch.setattr("subprocess.Popen", no_training)
+    monkeypatch.setattr("subprocess.run", no_training)
+    monkeypatch.setattr("recformer_m2.finetuning.run_finetuning", no_training)
+    assert pipeline.train_recformer(out / "data", tmp_path, config) == rows

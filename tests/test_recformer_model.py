@@ -133,7 +133,7 @@ def test_pads_to_the_attention_window_and_unpads(tokenizer, window):
     assert model.pad_multiple == (4 if window == 4 else 12)  # lcm, so every layer's window divides the length
 
 
-@pytest.mark.parametrize("pooler_type", ["cls", "mean"])
+@pytest.mark.parametrize("pooler_type", ["cls", "mean", "mean_last"])
 def test_padding_invariance(tokenizer, pooler_type):
     collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
     model = make_model(RecformerModel, pooler_type=pooler_type)
@@ -145,6 +145,49 @@ def test_padding_invariance(tokenizer, pooler_type):
         single = model(**alone).pooler_output[0]
         in_batch = model(**batched).pooler_output[0]
     torch.testing.assert_close(single, in_batch, atol=1e-5, rtol=0)
+
+
+def test_mean_last_pooling_by_hand(tokenizer):
+    """Normalised session mean plus the learned weight times the normalised encoding of the newest item alone."""
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    sessions = [ITEMS[:3], [ITEMS[4]], ITEMS[1:4]]
+    batch = collator([{"items": items} for items in sessions])
+    model = make_model(RecformerModel, pooler_type="mean_last")
+    mean = make_model(RecformerModel, pooler_type="mean")  # same seed: same weights
+    assert model.last_item_weight.item() == RecformerModel.LAST_ITEM_WEIGHT_INIT
+    with torch.no_grad():
+        model.last_item_weight.fill_(0.7)
+        pooled = model(**batch).pooler_output
+        sessions_mean = mean(**batch).pooler_output
+        newest_alone = mean(**collator.collate_items([items[-1] for items in sessions])).pooler_output  # written last
+        items_pooled = model(**collator.collate_items(ITEMS)).pooler_output
+        items_mean = mean(**collator.collate_items(ITEMS)).pooler_output
+    expected = F.normalize(sessions_mean, dim=-1) + 0.7 * F.normalize(newest_alone, dim=-1)
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=0)
+    # An item alone points where "mean" pooling puts it: item tables are the same under both poolers.
+    torch.testing.assert_close(F.normalize(items_pooled, dim=-1), F.normalize(items_mean, dim=-1), atol=1e-5, rtol=0)
+
+
+def test_mean_last_weight_learns_and_loads(tokenizer, tmp_path):
+    collator = SessionCollator(tokenizer, tiny_config(), mlm_probability=0.0)
+    batch = collator([{"items": ITEMS[:i], "label": i} for i in range(1, 5)])
+    model = make_model(RecformerForSeqRec, pooler_type="mean_last")
+    with torch.no_grad():
+        model.set_item_embeddings(model.recformer(**collator.collate_items(ITEMS)).pooler_output)
+    model.train()
+    model(**batch).loss.backward()
+    assert model.recformer.last_item_weight.grad is not None and model.recformer.last_item_weight.grad != 0
+    model.save_pretrained(tmp_path / "seqrec")
+    loaded = RecformerForSeqRec.from_pretrained_strict(tmp_path / "seqrec")
+    assert loaded.config.pooler_type == "mean_last"
+    assert torch.equal(loaded.recformer.last_item_weight, model.recformer.last_item_weight)
+    # A mean-pooled checkpoint can be finetuned with mean_last: the weight is new and must be allowed as such.
+    make_model(RecformerForSeqRec, pooler_type="mean").save_pretrained(tmp_path / "mean")
+    with pytest.raises(ValueError, match=r"missing from the checkpoint .*'recformer\.last_item_weight'"):
+        RecformerForSeqRec.from_pretrained_strict(tmp_path / "mean", pooler_type="mean_last")
+    switched = RecformerForSeqRec.from_pretrained_strict(tmp_path / "mean", pooler_type="mean_last",
+                                                         allow_missing=["recformer.last_item_weight"])
+    assert switched.recformer.last_item_weight.item() == RecformerModel.LAST_ITEM_WEIGHT_INIT
 
 
 def test_session_and_item_encoders_agree_on_one_item_session(tokenizer):

@@ -18,7 +18,7 @@ from transformers import LongformerConfig
 
 logger = logging.getLogger(__name__)
 
-POOLER_TYPES: tuple[str, ...] = ("cls", "mean")
+POOLER_TYPES: tuple[str, ...] = ("cls", "mean", "mean_last")
 """Known ways to pool token states into one session or item vector."""
 
 
@@ -58,7 +58,12 @@ class RecformerConfig(LongformerConfig):
             and is stored as a per-layer list, as ``LongformerSelfAttention`` indexes it by layer.
         pooler_type (`str`, defaults to `"cls"`):
             ``"cls"``: the CLS hidden state (the token with global attention); ``"mean"``: the mean
-            over non-padding tokens.
+            over non-padding tokens; ``"mean_last"``: that mean, L2-normalised, plus a learned weight
+            (``RecformerModel.last_item_weight``) times the normalised mean encoding of the newest item
+            read alone (one more, short encoder pass), i.e. its item embedding. A mean over a whole
+            session blurs what its last product was, while the next product is most often a sibling of
+            it (same line, other colour or size), which item embeddings find. An item alone pools in
+            the same direction as with ``"mean"``, so item tables do not change.
         temperature (`float`, defaults to 0.05):
             Cosine similarities are divided by it before every softmax (contrastive and ranking).
         token_type_size (`int`, defaults to 4):

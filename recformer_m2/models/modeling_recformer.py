@@ -122,6 +122,8 @@ class RecformerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, LongformerLMHead):
             init.zeros_(module.bias)
+        if isinstance(module, RecformerModel) and module.config.pooler_type == "mean_last":
+            init.constant_(module.last_item_weight, RecformerModel.LAST_ITEM_WEIGHT_INIT)
 
     @classmethod
     def from_pretrained_strict(
@@ -169,6 +171,9 @@ def _matches(key: str, patterns: tuple[str, ...]) -> bool:
 class RecformerModel(RecformerPreTrainedModel):
     """Recformer encoder: embeddings, Longformer layers with global attention on CLS, pooling."""
 
+    LAST_ITEM_WEIGHT_INIT = 0.5
+    """Starting weight of the newest item in ``"mean_last"`` pooling, relative to the whole session."""
+
     def __init__(self, config: RecformerConfig) -> None:
         super().__init__(config)
         config.check_recformer_args()  # again: the config may have been edited after construction
@@ -176,6 +181,9 @@ class RecformerModel(RecformerPreTrainedModel):
             config.attention_window = [config.attention_window] * config.num_hidden_layers
         self.embeddings = RecformerEmbeddings(config)
         self.encoder = LongformerEncoder(config)
+        if config.pooler_type == "mean_last":
+            # shape (1,), not a scalar: DeepSpeed's parameter broadcast views every parameter as bytes
+            self.last_item_weight = nn.Parameter(torch.full((1,), self.LAST_ITEM_WEIGHT_INIT))
         # Every layer's sliding chunks need the length to be a multiple of its own window.
         self.pad_multiple = math.lcm(*config.attention_window)
         self.post_init()
@@ -205,7 +213,25 @@ class RecformerModel(RecformerPreTrainedModel):
         attention_mask = attention_mask.long()
         if position_ids is None:
             position_ids = torch.arange(seq_len, device=input_ids.device).expand(batch_size, seq_len)  # (B, L)
+        inputs = (input_ids, attention_mask, token_type_ids, item_position_ids, position_ids)
+        encoded = self._encode(*inputs, output_attentions, output_hidden_states)
+        last_hidden = encoded.last_hidden_state  # (B, L, D), window padding removed
+        pooled = self.pool(last_hidden, attention_mask)
+        if self.config.pooler_type == "mean_last":
+            newest = self._newest_item_mean(*inputs, last_hidden)
+            pooled = F.normalize(pooled, dim=-1) + self.last_item_weight * F.normalize(newest, dim=-1)
+        return RecformerModelOutput(
+            last_hidden_state=last_hidden,
+            pooler_output=pooled,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+            global_attentions=encoded.global_attentions,
+        )
 
+    def _encode(self, input_ids, attention_mask, token_type_ids, item_position_ids, position_ids,
+                output_attentions: bool = False, output_hidden_states: bool = False):
+        """Embeddings and Longformer layers on ``(B, L)`` inputs, padded to the window multiple and back."""
+        seq_len = input_ids.shape[1]
         # Pad to the window multiple with inert tokens: pad id, no attention, PAD type, item position 0.
         padding_len = (-seq_len) % self.pad_multiple
         padded_mask = attention_mask
@@ -224,7 +250,7 @@ class RecformerModel(RecformerPreTrainedModel):
         is_global[:, 0] = 1
         encoder_mask = (padded_mask * (is_global + 1) - 1).to(hidden.dtype)  # (B, L + P) in {-1, 0, 1}
 
-        encoded = self.encoder(
+        return self.encoder(
             hidden,
             attention_mask=encoder_mask,
             padding_len=padding_len,
@@ -232,21 +258,31 @@ class RecformerModel(RecformerPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        last_hidden = encoded.last_hidden_state  # (B, L, D), window padding removed
-        return RecformerModelOutput(
-            last_hidden_state=last_hidden,
-            pooler_output=self.pool(last_hidden, attention_mask),
-            hidden_states=encoded.hidden_states,
-            attentions=encoded.attentions,
-            global_attentions=encoded.global_attentions,
-        )
+
+    def _newest_item_mean(self, input_ids, attention_mask, token_type_ids, item_position_ids, position_ids,
+                          last_hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` mean-pooled encoding of each sequence's newest item read alone, as an item table encodes
+        it: the collator puts CLS and the newest item first, so that is the sequence cut after item position 1."""
+        newest_mask = attention_mask * (item_position_ids <= 1)  # (B, L)
+        if torch.equal(newest_mask, attention_mask):  # items, or one-item sessions: the pass already done
+            return _masked_mean(last_hidden, attention_mask)
+        length = int(newest_mask.sum(1).max())
+        cut = (input_ids[:, :length], newest_mask[:, :length], token_type_ids[:, :length],
+               item_position_ids[:, :length], position_ids[:, :length])
+        return _masked_mean(self._encode(*cut).last_hidden_state, cut[1])
 
     def pool(self, last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """One vector per sequence: CLS state, or mean over non-padding tokens (``config.pooler_type``)."""
+        """One vector per sequence: CLS state, or mean over non-padding tokens (for ``"mean"`` and, before the
+        newest item is added, ``"mean_last"``; ``config.pooler_type``)."""
         if self.config.pooler_type == "cls":
             return last_hidden[:, 0]  # (B, L, D) -> (B, D)
-        weights = attention_mask.unsqueeze(-1).to(last_hidden.dtype)  # (B, L, 1)
-        return (last_hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, L, D) -> (B, D)
+        return _masked_mean(last_hidden, attention_mask)
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` ``(B, L, D)`` over the positions where ``mask`` ``(B, L)`` is nonzero -> ``(B, D)``."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def gather_across_ranks(local: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -134,6 +135,7 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
     ds_config = deepspeed_config(deepspeed_json, config, env, total_steps)
     if env.is_main:
         (out / "deepspeed_config.json").write_text(json.dumps(ds_config, indent=2) + "\n", encoding="utf-8")
+    atexit.register(release_shm_buffers, env)  # also when the run fails (initialize creates the buffer)
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=parameter_groups(model, config.weight_decay),
                                            config=ds_config)
     module: RecformerForPretraining = engine.module
