@@ -74,13 +74,13 @@ class PipelineConfig:
     threads); False runs them one after the other."""
     baseline_models: list[str] = field(default_factory=lambda: ["gru4rec", "narm", "stamp", "srgnn", "core"])
     """ID baselines of the ``baselines`` stage."""
-    baseline_budget_seconds: float = 240.0
+    baseline_budget_seconds: float = 180.0
     """Wall-clock budget of the whole ``baselines`` stage, shared by its training runs."""
     hybrid_with_models: bool = True
     """Add a ``hybrid (+models)`` row per task: the hybrid with the trained models as extra sources."""
     title_config: str | None = None
     """TitleConfig JSON of the ``titles`` stage; None keeps TitleConfig's defaults."""
-    title_minutes: float | None = 2.0
+    title_minutes: float | None = 1.0
     """Cap on the title generator's training time (overrides the title config's ``max_minutes``)."""
     title_ks: list[int] = field(default_factory=lambda: [1, 2, 3])
     """Previous titles given to the generator, one scored row each (the Amazon-M2 paper's ablation)."""
