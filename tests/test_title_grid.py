@@ -61,8 +61,8 @@ def test_pack_counts_are_found_by_aligning_titles(grid, data):
 
 
 def test_alignment_learns_swapping_spans_and_classes_from_several_makers_only():
-    titles = [("A", "A Pen , Pack of 2"), ("A", "A Pen , Pack of 3"), ("A", "A Pen"), ("B", "B Cup , Pack of 3"), ("B", "B Cup"),
-              ("B", "B Cup , Pack of 2"), ("C", "C Red Box"), ("C", "C Big Box")]
+    titles = [("A", "A Pen , Pack of 2"), ("A", "A Pen , Pack of 3"), ("A", "A Pen"), ("B", "B Cup , Pack of 3"),
+              ("B", "B Cup"), ("B", "B Cup , Pack of 2"), ("C", "C Red Box"), ("C", "C Big Box")]
     learned = align_titles([tuple(t.split()) for _, t in titles], [("UK", m) for m, _ in titles], min_makers=2,
                            min_context=1)
     assert learned.classes["2"] == learned.classes["3"]
@@ -87,8 +87,9 @@ def test_candidates_rank_the_hole_completing_the_grid_first(tmp_path, cache_dir)
     catalog.table["color"] = [t.rsplit(", ", 1)[1] for t in titles]
     catalog.table["size"] = [t.split(", ")[1] for t in titles]
     grid = GridTitle().fit(catalog)
+    # both holes share the missing row; the one changing fewer slots comes first
     assert grid.candidates("Acme Pro Kettle, 1 L, Blue", "UK", 5) == [
-        "Acme Pro Kettle, 2 L, Blue", "Acme Pro Kettle, 2 L, Green"]       # both share the missing row; fewer changes first
+        "Acme Pro Kettle, 2 L, Blue", "Acme Pro Kettle, 2 L, Green"]
     assert GridTitle(max_changes=1).fit(catalog).candidates("Acme Pro Kettle, 1 L, Blue", "UK", 5) == [
         "Acme Pro Kettle, 2 L, Blue"]
     assert grid.candidates("Acme Pro Kettle, 1 L, Blue", "UK", 1) == ["Acme Pro Kettle, 2 L, Blue"]
@@ -119,3 +120,9 @@ def test_rejects_bad_options():
         GridTitle(model_code="guess")
     with pytest.raises(ValueError, match="max_changes"):
         GridTitle(max_changes=0)
+
+
+def test_grid_title_is_a_title_method():
+    from recformer_m2 import titles
+
+    assert titles.TITLE_METHODS["grid-title"] is titles.GridTitle

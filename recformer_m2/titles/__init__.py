@@ -16,12 +16,13 @@ import importlib
 from typing import Any
 
 from .config import MODEL_SIZES, TitleConfig
+from .grid import GridTitle
 from .heuristics import TrimmedTitle
 
 _LAZY = {"TitleGenerator": ".generator", "fit_title_model": ".train", "train_titles": ".train",
          "title_stage": ".ablation", "TitleStageResult": ".ablation"}
 
-TITLE_METHODS: dict[str, type] = {"trimmed-title": TrimmedTitle}
+TITLE_METHODS: dict[str, type] = {"trimmed-title": TrimmedTitle, "grid-title": GridTitle}
 """Next-title heuristics of this package by name, fitted with ``fit(catalog, train)`` like ``LastTitle``."""
 
 MODEL_TITLE_METHODS: tuple[str, ...] = ("mt5",)
@@ -34,5 +35,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MODEL_SIZES", "MODEL_TITLE_METHODS", "TITLE_METHODS", "TitleConfig", "TitleGenerator", "TitleStageResult",
+__all__ = ["GridTitle", "MODEL_SIZES", "MODEL_TITLE_METHODS", "TITLE_METHODS", "TitleConfig", "TitleGenerator", "TitleStageResult",
            "TrimmedTitle", "fit_title_model", "title_stage", "train_titles"]

@@ -15,7 +15,7 @@ Variant chunks are read off the data, with no rule for any language:
    through deletion buckets: two titles share a bucket when deleting one span of at most ``max_span``
    words from each leaves the same words. A pair of spans swapping so (``, Pack of 2`` for nothing,
    ``(Hardcover)`` for ``(Paperback)``) in the lines of ``min_makers`` makers is a variant, whereas a
-   series or product-type name swaps with ever other names. Single words that swap form a class, so
+   series or product-type name swaps with ever different names. Single words that swap form a class, so
    ``, 10er Pack`` is a chunk once ``, 3er Pack`` is. A span aligned with a located attribute takes its
    kind (the model code of a product whose ``model`` field is empty).
 
@@ -24,6 +24,7 @@ Siblings share the maker and the residue (the words outside chunks, punctuation 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from collections import Counter, defaultdict
@@ -154,33 +155,54 @@ def align_titles(skeletons: list[Span], groups: list[tuple[str, str]], max_span:
 
     Titles are aligned within a (locale, maker) group: each is filed under (group, words before, words
     after) for every span of at most ``max_span`` words it could drop, the empty span included (so an
-    insertion meets the title without it), leaving at least ``min_context`` words. A bucket holding a
-    few titles (``max_bucket`` spans at most) and no longer span than needed aligns them; each pair of
-    its spans counts the maker, and pairs counted by ``min_makers`` makers make variants.
+    insertion meets the title without it). A bucket holding a few titles (``max_bucket`` spans at most)
+    and no longer span than needed aligns them; each pair of its spans counts the maker, and pairs that
+    ``min_makers`` makers count make variants. The context left must hold ``min_context`` words besides
+    the maker's name and, after a first round, besides variants (``Brand ◊ 2er Pack`` says nothing about
+    a line, so the product types swapping there are no variants).
     """
-    buckets: dict[tuple, list[tuple[int, Span]]] = defaultdict(list)
+    def context_words(skel: Span, maker: str) -> list[bool]:
+        own = set(maker.split())  # the maker's name says nothing about the line
+        return [_is_word(w) and w not in own for w in skel]
+
+    buckets: dict[tuple, list[tuple[int, int, int]]] = defaultdict(list)
     for t, (skel, group) in enumerate(zip(skeletons, groups)):
         n = len(skel)
-        before = np.concatenate([[0], np.cumsum([_is_word(w) for w in skel])]).tolist()  # words in skel[:i]
+        before = np.concatenate([[0], np.cumsum(context_words(skel, group[1]))]).tolist()  # in skel[:i]
         for i in range(n + 1):
             for j in range(i, min(n, i + max_span) + 1):
                 if before[i] + before[n] - before[j] >= min_context:
-                    buckets[group, skel[:i], skel[j:]].append((t, skel[i:j]))
+                    buckets[group, skel[:i], skel[j:]].append((t, i, j))
+    first = _count_swaps(skeletons, buckets, min_makers, max_bucket)
+    max_len = max(map(len, first.variants), default=1)
+    words: list[list[int]] = []  # per title: context words before each position, variants left out
+    for skel, (_, maker) in zip(skeletons, groups):
+        plain = context_words(skel, maker)
+        for start, end, _ in mark_chunks(first.symbols(skel), first.variants, max_len):
+            plain[start:end] = [False] * (end - start)
+        words.append(np.concatenate([[0], np.cumsum(plain)]).tolist())
+
+    def context_left(t: int, i: int, j: int) -> int:
+        return words[t][i] + words[t][-1] - words[t][j]
+
+    kept = {key: members for key, members in buckets.items() if context_left(*members[0]) >= min_context}
+    return _count_swaps(skeletons, kept, min_makers, max_bucket)
+
+
+def _count_swaps(skeletons: list[Span], buckets: dict[tuple, list[tuple[int, int, int]]], min_makers: int,
+                 max_bucket: int) -> AlignedSpans:
+    """Variant spans, typed spans and word classes from the pairs of spans swapping in ``buckets``."""
     pair_makers: dict[tuple[Span, Span], set[str]] = defaultdict(set)
     typed: dict[Span, Counter] = defaultdict(Counter)
     for ((_, maker), _, _), members in buckets.items():
-        spans = {span for _, span in members}
-        if not 2 <= len(spans) <= max_bucket or len({t for t, _ in members}) < 2:
+        spans = {skeletons[t][i:j] for t, i, j in members}
+        if not 2 <= len(spans) <= max_bucket or len({t for t, _, _ in members}) < 2:
             continue
         if all(spans) and (len({s[0] for s in spans}) == 1 or len({s[-1] for s in spans}) == 1):
             continue  # a shorter span in another bucket holds the same difference
         raw = sorted(s for s in spans if all(w[0] != _PLACEHOLDER for w in s) and (not s or any(map(_is_word, s))))
-        for a, b in itertools.combinations(raw, 2):
-            pair_makers[a, b].add(maker)
-            if len(a) == len(b) > 1:  # word by word too: ``1 (Paperback)`` / ``2 (Hardcover)`` is two swaps
-                for x, y in zip(a, b):
-                    if x != y:
-                        pair_makers[(min(x, y),), (max(x, y),)].add(maker)
+        for pair in itertools.combinations(raw, 2):
+            pair_makers[pair].add(maker)
         kinds = [s[0][1:] for s in spans if len(s) == 1 and s[0][0] == _PLACEHOLDER]
         if len(kinds) == 1:
             for span in raw:
@@ -266,22 +288,32 @@ class LineIndex:
 
 
 class GridTitle:
-    """Task 3: the most likely unlisted variant of the last product's line, else its title."""
+    """Task 3: the most likely unlisted variant of the last product's line, else its title.
+
+    Defaults as chosen on held-out-product validation of the synthetic data (BLEU 0.7161 for the last
+    title): 0.7308 with up to 3 changed slots (0.7301 with 2), model codes copied from siblings (0.7302
+    when kept), 0.7241 from attribute values alone (``learn=False``).
+    """
 
     name = "grid-title"
 
-    def __init__(self, max_changes: int = 2, max_span: int = 4, min_makers: int = 3, min_context: int = 2,
-                 model_code: str = "sibling", learn: bool = True, attributes: tuple[str, ...] = ATTRIBUTE_KINDS):
+    def __init__(self, max_changes: int = 3, max_span: int = 4, min_makers: int = 3, min_context: int = 2,
+                 model_code: str = "sibling", learn: bool = True, max_align_titles: int = 200_000,
+                 attributes: tuple[str, ...] = ATTRIBUTE_KINDS):
         """``max_changes``: slots a hole may differ in from the last title. ``max_span``, ``min_makers``,
-        ``min_context``: see :func:`align_titles` (``learn=False`` uses attribute values only).
-        ``model_code``: ``"sibling"`` writes the model code of the listed sibling sharing most of the values
-        a hole changes (codes often end in a colour code), ``"keep"`` the code of the title rewritten."""
+        ``min_context``: see :func:`align_titles` (``learn=False`` uses attribute values only), which sees at
+        most ``max_align_titles`` titles (whole makers, a fixed pseudo-random choice: the spans a large
+        catalog teaches saturate long before its end). ``model_code``: ``"sibling"`` writes the model code
+        of the listed sibling sharing most of the values a hole changes (codes often end in a colour code),
+        ``"keep"`` the code of the title rewritten."""
         if model_code not in ("sibling", "keep"):
             raise ValueError(f"model_code must be 'sibling' or 'keep', got {model_code!r}")
         if max_changes < 1:
             raise ValueError(f"max_changes must be at least 1, got {max_changes}")
-        self.max_changes, self.max_span, self.min_makers, self.min_context = max_changes, max_span, min_makers, min_context
+        self.max_changes, self.max_span = max_changes, max_span
+        self.min_makers, self.min_context = min_makers, min_context
         self.model_code, self.learn, self.attributes = model_code, learn, attributes
+        self.max_align_titles = max_align_titles
 
     def fit(self, catalog: Catalog, train: Sessions | None = None) -> "GridTitle":
         """Index the catalog's lines per locale (``train`` is unused: the grids come from the catalog).
@@ -296,10 +328,13 @@ class GridTitle:
         makers = {loc: [_maker(b, a) for b, a in zip(parts[loc]["brand"], parts[loc]["author"])] for loc in locales}
         learned = AlignedSpans({}, {}, {})
         if self.learn:
+            chosen = _alignment_groups([(loc, m) for loc in locales for m in makers[loc]], self.max_align_titles)
             skeletons, groups = [], []
             for loc in locales:
                 max_len = max(map(len, attributes[loc]), default=1)
                 for title, maker in zip(parts[loc]["title"].tolist(), makers[loc]):
+                    if (loc, maker) not in chosen:
+                        continue
                     words = list(_words(title))
                     for start, end, kind in reversed(mark_chunks(tuple(words), attributes[loc], max_len)):
                         words[start:end] = [_PLACEHOLDER + kind]
@@ -392,6 +427,22 @@ class GridTitle:
         for start, end, new in sorted(edits, reverse=True):
             words[start:end] = new
         return join_words(words)
+
+
+def _alignment_groups(groups: list[tuple[str, str]], max_titles: int) -> set[tuple[str, str]]:
+    """(locale, maker) groups whose titles alignment sees: those of two titles or more, taken in an order
+    fixed by a digest of their names while they fit in ``max_titles`` titles."""
+    sizes = Counter(groups)
+    order = sorted((g for g, n in sizes.items() if n > 1),
+                   key=lambda g: hashlib.blake2b("\t".join(g).encode(), digest_size=8).digest())
+    chosen: set[tuple[str, str]] = set()
+    total = 0
+    for group in order:
+        if total + sizes[group] > max_titles:
+            continue
+        chosen.add(group)
+        total += sizes[group]
+    return chosen
 
 
 def _model_edits(base: ParsedTitle, vector: tuple, combo: tuple, listed: list[ParsedTitle],
