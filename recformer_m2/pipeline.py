@@ -394,10 +394,12 @@ def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int
                                       stderr=subprocess.STDOUT)
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
+    in_process = [("recformer (pretrained+ft)", pretrained, pretrained_ft)]
+    if beside is None:
+        in_process.append(("recformer (supervised)", "none", supervised))
     try:
-        for label, start, run in (("recformer (pretrained+ft)", pretrained, pretrained_ft),
-                                  ("recformer (supervised)", "none", supervised)):
-            if not (run / "done").exists() and not (beside is not None and run == supervised):
+        for label, start, run in in_process:
+            if not (run / "done").exists():
                 logger.info("finetuning %s on ES/FR/IT", label)
                 run_finetuning(folder, start, run, finetune)
                 (run / "done").touch()
