@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES, TOP_K
 from .data.m2 import Catalog, Sessions
-from .index import IndexConfig, ItemIndex
+from .index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
 from .models import Item, RecformerModel, SessionCollator
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,15 @@ logger = logging.getLogger(__name__)
 def catalog_items(catalog: Catalog, rows: np.ndarray, attributes: tuple[str, ...] = ATTRIBUTES) -> list[Item]:
     """Attribute sentences of catalog rows (the model truncates values to its token budget)."""
     return [catalog.attributes(int(r), attributes) for r in rows]
+
+
+def newest_items(catalog: Catalog, sessions: Sessions) -> np.ndarray:
+    """Code of each session's newest item sold in its locale (the last of :func:`session_items`); -1 if none."""
+    owner = sessions.session_index
+    known = np.flatnonzero(catalog.rows(sessions.items, sessions.locale[owner]) >= 0)
+    last = np.full(len(sessions), -1, dtype=np.int64)
+    np.maximum.at(last, owner[known], known)
+    return np.where(last >= 0, sessions.items[np.maximum(last, 0)].astype(np.int64), -1)
 
 
 def session_items(catalog: Catalog, sessions: Sessions, attributes: tuple[str, ...] = ATTRIBUTES) -> list[list[Item]]:
@@ -122,12 +131,15 @@ def retrieve(
     index_config: IndexConfig | None = None,
 ) -> np.ndarray:
     """Top-k item codes per session by cosine similarity among the products of the session's locale,
-    never an item of the session (exact search unless ``index_config`` asks for an approximate index)."""
+    never an item of the session (exact search unless ``index_config`` asks for an approximate index);
+    the query adds the model's ``table_item_weight`` times the newest item's embedding, as ``Recommender``."""
     locales = np.unique(sessions.locale)
     codes = np.concatenate([catalog.locale_codes(int(loc)) for loc in locales])
     item_locales = np.concatenate([np.full(len(catalog.locale_codes(int(loc))), loc) for loc in locales])
     items = encoder.encode_items(catalog_items(catalog, catalog.rows(codes, item_locales)), progress=progress)
     index = ItemIndex(index_config).build(items, codes, item_locales)
     queries = encoder.encode_sessions(session_items(catalog, sessions), progress=progress)
+    rows = lookup_rows(codes, item_locales, newest_items(catalog, sessions), sessions.locale)
+    queries = retrieval_queries(queries, encoder.model.config.table_item_weight, items, rows)
     ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
     return ranked

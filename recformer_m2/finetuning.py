@@ -28,9 +28,9 @@ from .batching import length_grouped
 from .config import load_config, save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions, locale_split
-from .encode import RecformerEncoder, catalog_items, session_items
+from .encode import RecformerEncoder, catalog_items, newest_items, session_items
 from .heuristics import occurrence_counts
-from .index import ItemIndex
+from .index import ItemIndex, lookup_rows, retrieval_queries
 from .metrics import rank_metrics
 from .models import RecformerConfig, RecformerForSeqRec, RecformerModel
 
@@ -81,13 +81,17 @@ class FinetuneConfig:
     pooler_type: str | None = None
     """Pool sessions this way instead of as the model was pretrained (None: keep it); e.g. ``"mean_last"``
     adds the newest item's embedding with a weight (:class:`~recformer_m2.models.RecformerConfig`)."""
-    last_item_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    last_item_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
     """``"mean_last"`` pooling only: at every validation the newest item's weight
     (``RecformerModel.last_item_weight``) takes the value of this grid with the best validation MRR@100,
     which is the MRR early stopping sees and the weight the next epoch trains with and ``best`` keeps.
     The weight is then not learned: training sessions, whose targets the session encoder partly
     memorises, want less of the newest item than unseen sessions do (measured on synthetic ``small``:
     learned 0.75-0.93, while validation MRR@100 rose by a further 0.02-0.03 with more). Empty: learned."""
+    table_item_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+    """With ``last_item_grid``: values of ``RecformerConfig.table_item_weight`` (the newest item's row of
+    the frozen item table added to the query at retrieval) tried against every newest-item weight at
+    each validation; the pair of best MRR@100 is kept. Empty: the table row is not used."""
     scratch_config: str = "pretrain/configs/small.json"
     """Model size (a pretraining config file) when finetuning starts from scratch (PRETRAINED = none)."""
     device: str = "auto"
@@ -190,10 +194,11 @@ def item_bias(model: RecformerForSeqRec) -> np.ndarray | None:
 
 def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
              sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None,
-             last_item_grid: tuple[float, ...] = ()) -> dict[str, float]:
+             last_item_grid: tuple[float, ...] = (), table_item_grid: tuple[float, ...] = ()) -> dict[str, float]:
     """MRR/Recall/NDCG@k of retrieval from ``table`` (plus ``bias`` per item) for held-out sessions (their
-    items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) the encoder's newest-item weight is
-    set to the grid value of best MRR@k, returned as ``last_item_weight``."""
+    items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) the encoder's newest-item weight and,
+    from ``table_item_grid``, the weight of the newest item's table row (``config.table_item_weight``) are
+    set to the pair of best MRR@k, returned as ``last_item_weight`` and ``table_item_weight``."""
     index = ItemIndex().build(table, data.codes, data.locales, bias)
     texts = session_items(catalog, sessions)
     exclude = sessions.to_lists()
@@ -203,20 +208,28 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
         return {f"{name}@{k}": float(values.mean()) for name, values in rank_metrics(ranked, targets, k).items()}
 
     if not last_item_grid or encoder.model.config.pooler_type != "mean_last":
-        return score(encoder.encode_sessions(texts, batch_size=encoder.batch_size))
-    # query(w) = normalise(normalised session mean + w * newest item's embedding): two encodings serve every w
+        return score(retrieval_queries(encoder.encode_sessions(texts, batch_size=encoder.batch_size),
+                                       encoder.model.config.table_item_weight, table,
+                                       lookup_rows(data.codes, data.locales, newest_items(catalog, sessions),
+                                                   sessions.locale)))
+    # query(w, v) = normalise(session(w) + v * newest item's table row), session(w) = normalise(normalised
+    # session mean + w * newest item's embedding), as the model pools and retrieval adds: two encodings
+    # serve every (w, v)
     weight = encoder.model.last_item_weight
+    rows = lookup_rows(data.codes, data.locales, newest_items(catalog, sessions), sessions.locale)
     with torch.no_grad():
         learned = weight.item()
         weight.fill_(0.0)
         means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
         newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
-        results = {w: score(_normalized(means + w * newest)) for w in last_item_grid}
-        best = max(last_item_grid, key=lambda w: results[w][f"mrr@{k}"])  # ties: the first (smallest) weight
-        weight.fill_(best)
-    logger.info("newest-item weight %.2f -> %.2f; validation MRR@%d by weight %s", learned, best, k,
-                {w: round(r[f"mrr@{k}"], 4) for w, r in results.items()})
-    return {**results[best], "last_item_weight": float(best)}
+        results = {(w, v): score(retrieval_queries(_normalized(means + w * newest), v, table, rows))
+                   for w in last_item_grid for v in (table_item_grid or (0.0,))}
+        best_w, best_v = max(results, key=lambda wv: results[wv][f"mrr@{k}"])  # ties: the first (smallest)
+        weight.fill_(best_w)
+        encoder.model.config.table_item_weight = float(best_v)
+    logger.info("newest-item weight %.2f -> %.2f, table-row weight %.2f; validation MRR@%d by weights %s", learned,
+                best_w, best_v, k, {f"{w},{v}": round(r[f"mrr@{k}"], 4) for (w, v), r in results.items()})
+    return {**results[best_w, best_v], "last_item_weight": float(best_w), "table_item_weight": float(best_v)}
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -300,7 +313,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         model.eval()
         metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets, bias=item_bias(model),
-                           last_item_grid=config.last_item_grid)
+                           last_item_grid=config.last_item_grid, table_item_grid=config.table_item_grid)
         record = {"stage": stage, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
         if data.prior is not None:
             record["prior_weight"] = float(model.prior_weight)

@@ -42,6 +42,31 @@ class IndexConfig:
             raise ValueError(f"index kind {self.kind!r} is not one of {KINDS}")
 
 
+def lookup_rows(codes: np.ndarray, locales: np.ndarray, query_codes: np.ndarray, query_locales: np.ndarray
+                ) -> np.ndarray:
+    """Row of each (query code, query locale) among the rows (``codes``, ``locales``); -1 where absent."""
+    keys = np.asarray(codes, np.int64) * 256 + np.asarray(locales, np.int64)
+    wanted = np.asarray(query_codes, np.int64) * 256 + np.asarray(query_locales, np.int64)
+    out = np.full(len(wanted), -1, dtype=np.int64)
+    if len(keys) == 0:
+        return out
+    order = np.argsort(keys, kind="stable")
+    at = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    hit = (keys[order][at] == wanted) & (np.asarray(query_codes) >= 0)
+    out[hit] = order[at[hit]]
+    return out
+
+
+def retrieval_queries(sessions: np.ndarray, weight: float, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Unit session vectors plus ``weight`` times the table row ``rows[i]`` of each one's newest item (none
+    where -1), normalised: the queries retrieval searches with (``RecformerConfig.table_item_weight``)."""
+    if weight:
+        sessions = sessions.copy()
+        found = rows >= 0
+        sessions[found] += weight * np.asarray(table[rows[found]], dtype=np.float32)
+    return sessions / np.maximum(np.linalg.norm(sessions, axis=1, keepdims=True), 1e-12)
+
+
 def _gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 

@@ -47,7 +47,7 @@ class PipelineConfig:
     """Seed of the synthetic data and of the validation split."""
     methods: list[str] = field(default_factory=lambda: [*RANKING_METHODS, "textknn", "hybrid"])
     """Next-item heuristics (tasks 1 and 2) to compare."""
-    title_methods: list[str] = field(default_factory=lambda: [*TITLE_METHODS, "trimmed-title"])
+    title_methods: list[str] = field(default_factory=lambda: [*TITLE_METHODS, "trimmed-title", "grid-title"])
     """Next-title methods (task 3) to compare."""
     valid_fraction: float = 0.1
     """Share of training sessions held out when the data has no ground truth."""
@@ -56,7 +56,7 @@ class PipelineConfig:
     cold_threshold: int = 3
     """A target seen fewer times than this in its locale's training sessions counts as cold."""
     simple_methods: list[str] = field(default_factory=lambda: ["popularity", "covisitation", "textknn",
-                                                               "last-title", "trimmed-title"])
+                                                               "last-title", "trimmed-title", "grid-title"])
     """The simple methods every other method is compared against: the best of them (overall, per task) is
     the bar a learned model must clear, with a paired bootstrap saying whether it does."""
     bootstrap_samples: int = 1000

@@ -6,8 +6,10 @@ import torch
 
 from recformer_m2 import RecformerConfig, RecformerModel
 from recformer_m2.data import M2Data
-from recformer_m2.encode import RecformerEncoder, catalog_items, retrieve, session_items
+from recformer_m2.encode import RecformerEncoder, catalog_items, newest_items, retrieve, session_items
 from recformer_m2.tokenizer import train_tokenizer
+
+from .conftest import write_m2_folder
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,11 @@ def test_retrieve_matches_brute_force(tiny_setup):
         got = scores[np.searchsorted(codes, ranked[i])]  # codes are ascending
         np.testing.assert_allclose(got, expected, atol=1e-5)  # same scores in the same order (ties may swap ids)
         assert not set(ranked[i]) & set(sessions[i])
+
+
+def test_newest_items_skip_products_not_sold_in_the_locale(tmp_path, cache_dir):
+    products = [("A", "DE", "a"), ("B", "DE", "b"), ("C", "UK", "c")]
+    sessions = [(["A", "B"], "A", "DE"), (["B", "C"], "A", "DE"), (["C"], "A", "DE"), (["A", "C"], "A", "UK")]
+    data = M2Data(write_m2_folder(tmp_path / "d", products, sessions), cache_dir=cache_dir)
+    b, c = data.catalog.codes(["B", "C"])
+    assert newest_items(data.catalog, data.train).tolist() == [b, b, -1, c]

@@ -154,27 +154,58 @@ def test_finetuning_can_switch_a_checkpoint_to_mean_last_pooling(finished_run, t
     assert all(torch.equal(p, switched.state_dict()[k]) for k, p in kept.state_dict().items())
 
 
-def test_newest_item_weight_is_the_validation_best_of_its_grid(finished_run, tiny_data, tmp_path):
-    """The two-encoding shortcut scores each grid weight as the model itself would with that weight."""
+def test_newest_item_and_table_row_weights_are_the_validation_best_of_their_grids(finished_run, tiny_data, tmp_path):
+    """The two-encoding shortcut scores each (newest-item weight, table-row weight) pair as the model
+    itself would retrieve with those weights."""
     from recformer_m2.encode import RecformerEncoder
 
     _, best = finished_run
     data = M2Data(tiny_data / "data")
-    config = tiny_config(pooler_type="mean_last", last_item_grid=(0.0, 0.5, 2.0))
+    config = tiny_config(pooler_type="mean_last", last_item_grid=(0.0, 0.5, 2.0), table_item_grid=(0.0, 1.0))
     model, tokenizer = ft.load_seqrec(best, data, config, tmp_path)
+    assert model.config is model.recformer.config       # what evaluate sets on the encoder, best/ saves
     fdata = ft.prepare_data(data, config)
     encoder = RecformerEncoder(model.recformer, tokenizer, batch_size=16)
     table = encoder.encode_items(fdata.items)
     weight = model.recformer.last_item_weight
     direct = {}
-    for w in config.last_item_grid:  # the slow way: the model's own queries at each weight
-        with torch.no_grad():
-            weight.fill_(w)
-        direct[w] = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets)
-    assert len({round(r["mrr@100"], 6) for r in direct.values()}) > 1  # the weight changes the ranking here
+    for w in config.last_item_grid:  # the slow way: the model's own queries at each pair of weights
+        for v in config.table_item_grid:
+            with torch.no_grad():
+                weight.fill_(w)
+            model.config.table_item_weight = v
+            direct[w, v] = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets)
+    assert len({round(r["mrr@100"], 6) for r in direct.values()}) > 2  # both weights change the ranking here
     tuned = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets,
-                        last_item_grid=config.last_item_grid)
-    chosen = max(config.last_item_grid, key=lambda w: direct[w]["mrr@100"])
-    assert tuned["last_item_weight"] == chosen == weight.item()
+                        last_item_grid=config.last_item_grid, table_item_grid=config.table_item_grid)
+    chosen = max(direct, key=lambda wv: direct[wv]["mrr@100"])
+    assert (tuned["last_item_weight"], tuned["table_item_weight"]) == chosen
+    assert (weight.item(), model.config.table_item_weight) == chosen
     for name, value in direct[chosen].items():
         assert tuned[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, tiny_data):
+    """With ``table_item_weight`` the API's query is the session vector plus that weight times the newest
+    item's frozen-table row, normalised: checked against a brute-force pass."""
+    from recformer_m2.encode import newest_items, session_items
+
+    _, best = finished_run
+    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    rec.encoder.model.config.table_item_weight = 1.5
+    keys = rec.item_table
+    test = M2Data(tiny_data / "data").test(2)
+    codes, scores = rec.recommend_codes_with_scores(test, k=5, progress=False)
+    sessions = rec.encoder.encode_sessions(session_items(rec.catalog, test))
+    table = np.asarray(keys.attrs["embeddings"], dtype=np.float32)
+    item_codes = rec.catalog.codes(keys["id"].to_numpy())
+    newest = newest_items(rec.catalog, test)
+    for i, (session, loc) in enumerate(zip(test.to_lists(), test.locale)):
+        mine = keys["locale"].to_numpy() == LOCALES[loc]
+        row = np.flatnonzero(mine & (item_codes == newest[i]))
+        query = sessions[i] + 1.5 * table[row[0]]
+        query /= np.linalg.norm(query)
+        mine &= ~np.isin(item_codes, session)
+        brute = table[mine] @ query + keys["bias"].to_numpy()[mine]
+        order = np.argsort(-brute)[:5]
+        np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recformer_m2.index import IndexConfig, ItemIndex
+from recformer_m2.index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -121,3 +121,24 @@ def test_encode_catalog_does_not_grow_the_encoders_token_cache(tmp_path, monkeyp
     assert encoder.collator is own and len(own.item_tokenizer) == 0
     np.testing.assert_allclose(np.asarray(table, np.float32), encoder.encode_items(catalog_items(catalog, rows)),
                                atol=2e-3)  # float16 table
+
+
+def test_lookup_rows_matches_a_dictionary():
+    rng = np.random.default_rng(0)
+    codes = rng.permutation(500)[:200]
+    locales = rng.integers(0, 6, size=200)
+    where = {(int(c), int(loc)): i for i, (c, loc) in enumerate(zip(codes, locales))}
+    query_codes = np.concatenate([codes[:50], rng.integers(0, 600, size=50), [-1]])
+    query_locales = np.concatenate([locales[:50], rng.integers(0, 6, size=50), [0]])
+    expected = [where.get((int(c), int(loc)), -1) if c >= 0 else -1 for c, loc in zip(query_codes, query_locales)]
+    assert lookup_rows(codes, locales, query_codes, query_locales).tolist() == expected
+    assert lookup_rows(codes[:0], locales[:0], query_codes, query_locales).tolist() == [-1] * len(query_codes)
+
+
+def test_retrieval_queries_add_the_weighted_row_and_normalise():
+    sessions = np.array([[3.0, 4.0], [1.0, 0.0]], dtype=np.float32)
+    table = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    out = retrieval_queries(sessions, 2.0, table, np.array([1, -1]))
+    np.testing.assert_allclose(out, [[5 / np.hypot(5, 4), 4 / np.hypot(5, 4)], [1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(retrieval_queries(sessions, 0.0, table, np.array([1, 0])), [[0.6, 0.8], [1.0, 0.0]])
+    assert sessions[0, 0] == 3.0                    # the caller's array is left alone

@@ -6,7 +6,9 @@ import pytest
 from recformer_m2.constants import PRODUCT_COLUMNS
 from recformer_m2.data import M2Data
 from recformer_m2.titles.grid import GridTitle, align_titles, attribute_spans
+from recformer_m2.titles.edits import encode_edit
 from recformer_m2.titles.heuristics import last_titles
+from recformer_m2.titles.inputs import session_inputs, source_drafts, source_titles, training_pairs
 
 from .conftest import write_m2_folder
 
@@ -33,7 +35,7 @@ HOLES = {"K1": "Acme Pro Kettle, 2 L, Blue", "B3": "Bolt Max Batteries, AAA, Pac
 
 @pytest.fixture
 def data(tmp_path, cache_dir) -> M2Data:
-    sessions = [(["Z1", "K1"], "K2", "UK"), (["B1"], "B2", "UK")]
+    sessions = [(["Z1", "K1"], "K2", "UK"), (["B1"], "B2", "UK"), (["B3"], "B1", "UK")]
     tests = {3: [(["Z1", "K1"], "UK"), (["B3"], "UK"), (["K1", "P3"], "UK"), (["K1", "Z1"], "UK"),
                  (["M1"], "UK"), (["E1"], "UK"), (["K1"], "DE")]}
     folder = write_m2_folder(tmp_path / "d", [(p[0], "UK", p[1]) for p in PRODUCTS], sessions, tests)
@@ -126,3 +128,28 @@ def test_grid_title_is_a_title_method():
     from recformer_m2 import titles
 
     assert titles.TITLE_METHODS["grid-title"] is titles.GridTitle
+
+
+def test_a_catalog_title_counted_unlisted_is_a_hole(grid):
+    # B1 is listed, so no hole there; a training session's target counts as unlisted, as a task-3 target is
+    batteries = "Bolt Max Batteries, AAA, Pack of 4"
+    assert "Bolt Max Batteries, AA, Pack of 4" not in grid.candidates(batteries, "UK", 5)
+    assert grid.candidates(batteries, "UK", 5, unlisted={"Bolt Max  Batteries, AA, Pack of 4"})[0] == (
+        "Bolt Max Batteries, AA, Pack of 4")   # spaces normalised
+
+
+def test_training_sources_draft_holes_with_the_target_unlisted(grid, data):
+    pairs = training_pairs(data.catalog, data.train, k=2, grid=grid, n_drafts=2)
+    # B2 is the only "Pack of 8": unlisted, no hole holds that value; B1 is a hole of B3's line once unlisted
+    assert pairs.targets[1:] == ["Bolt Max Batteries, AA, Pack of 8", "Bolt Max Batteries, AA, Pack of 4"]
+    assert pairs.drafts[1] == []
+    assert sorted(pairs.drafts[2]) == ["Bolt Max Batteries, AA, Pack of 4", "Bolt Max Batteries, AAA, Pack of 8"]
+    assert pairs.sources[2] == " <draft> ".join(["<UK> Bolt Max Batteries, AAA, Pack of 4", *pairs.drafts[2]])
+    assert [source_drafts(s) for s in pairs.sources] == pairs.drafts
+    assert [source_titles(s) for s in pairs.sources] == pairs.titles
+    assert encode_edit(pairs.targets[2], pairs.titles[2], pairs.drafts[2]) == (
+        f"<d{pairs.drafts[2].index(pairs.targets[2]) + 1}>")
+    listed = set(data.catalog.table["title"])
+    tested = session_inputs(data.catalog, data.test(3), k=2, grid=grid, n_drafts=2)
+    assert tested.drafts[1] == [HOLES["B3"]] and not listed & {d for ds in tested.drafts for d in ds}
+    assert tested.targets == [""] * len(tested.sources)

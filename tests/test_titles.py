@@ -15,10 +15,10 @@ from recformer_m2.titles import TitleConfig, TitleGenerator, TrimmedTitle, fit_t
 from recformer_m2.titles.heuristics import WordSurvival, last_titles, trim
 from recformer_m2.titles.edits import copy_share, decode_edit, encode_edit
 from recformer_m2.titles.inputs import (
-    BucketBatches, PairCollator, ensure_tokens, session_sources, source_titles, training_pairs,
+    BucketBatches, PairCollator, TitlePairs, ensure_tokens, session_sources, source_titles, training_pairs,
 )
 from recformer_m2.titles.inputs import SiblingTitles
-from recformer_m2.titles.model import TitleModule, add_lora, gated_script, scratch_model, to_titles
+from recformer_m2.titles.model import DraftBias, TitleModule, add_lora, gated_script, scratch_model, to_titles
 from recformer_m2.titles.train import heldout_product_split, sample_k
 
 from .conftest import write_m2_folder
@@ -56,11 +56,12 @@ def test_sources_most_recent_first_with_locale_tag_k_and_dedupe(toy):
 
 
 def test_training_pairs_skip_sessions_without_titles(toy):
-    sources, targets, locales, titles = training_pairs(toy.catalog, toy.train, k=3)
+    sources, targets, locales, titles, drafts = training_pairs(toy.catalog, toy.train, k=3)
     assert sources == ["<DE> Marke B Kabel, Blau <sep> Marke A Kabel, Rot", "<DE> Marke A Kabel, Rot", "<UK> uk F"]
     assert targets == ["Marke C Kabel, Rot", "Marke D Kabel, Rot", "uk C"]
     assert locales == ["DE", "DE", "UK"]
     assert titles == [["Marke B Kabel, Blau", "Marke A Kabel, Rot"], ["Marke A Kabel, Rot"], ["uk F"]]
+    assert drafts == [[], [], []]        # none asked for
     assert [source_titles(s) for s in sources] == titles
 
 
@@ -102,6 +103,35 @@ def tokenizer(synth_data, tmp_path_factory):
     return tok
 
 
+def test_edit_scripts_start_from_a_draft_when_it_aligns_better():
+    titles, drafts = ["Acme Kabel, 2 m, Rot"], ["Acme Kabel, 2 m, Blau", "Acme Kabel, 3 m, Rot"]
+    cases = {
+        "Acme Kabel, 2 m, Blau": "<d1>",
+        "Acme Kabel, 3 m, Blau": "<d1> <r> 2 <w> 3",      # ties: the first draft
+        "Acme Kabel, 3 m, Rot": "<d2>",
+        "Acme Kabel, 2 m, Rot, 2er Pack": "<t1> <r> Rot <w> Rot , 2er Pack",  # ties: titles before drafts
+    }
+    for target, script in cases.items():
+        assert encode_edit(target, titles, drafts) == script and decode_edit(script, titles, drafts) == target
+    assert decode_edit("<d3> <r> 2 <w> 3", titles, drafts) == "Acme Kabel, 3 m, Rot"   # no such draft: title 1
+    assert decode_edit("<d1>", titles) == titles[0]
+    assert gated_script([("<d1>", 0.6), ("<r> 2 <w> 3", 0.2)], 0.5) == "<d1>"
+    assert gated_script([("<d1>", 0.6)], 0.7) == "<t1>"      # unsure of the draft: copy the last title
+    with pytest.raises(ValueError, match="drafts"):
+        TitleConfig(drafts=2, target_format="title")
+
+
+def test_draft_bias_favours_only_the_drafts_a_source_holds_at_the_first_step():
+    bias = DraftBias([5, 6], 3.0, held=torch.tensor([0, 1, 2]))
+    start = torch.zeros(3, 1, dtype=torch.long)
+    out = bias(start, torch.zeros(3, 10))
+    assert out[0].eq(0).all() and out[1, 5] == 3 and out[1, 6] == 0 and out[2, 5] == out[2, 6] == 3
+    assert out[:, [0, 1, 2, 3, 4, 7, 8, 9]].eq(0).all()
+    assert bias(torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, 10)).eq(0).all()   # later steps untouched
+    beams = bias(torch.zeros(6, 1, dtype=torch.long), torch.zeros(6, 10))           # two beams per source
+    assert beams[:, 5].tolist() == [0, 0, 3, 3, 3, 3] and beams[:, 6].tolist() == [0, 0, 0, 0, 3, 3]
+
+
 def test_truncation_keeps_the_locale_tag_and_most_recent_title(tokenizer):
     collator = PairCollator(tokenizer, max_source_length=8, max_target_length=5)
     source = "<DE> Marke Kabel Rot Blau Grün <sep> " + "Marke Kabel Gelb " * 10
@@ -129,7 +159,7 @@ TINY = dict(model_size="tiny", k=2, min_copy_share=0.3, batch_size=16, lr=3e-3, 
 def trained(synth_data, tokenizer, tmp_path_factory):
     out = tmp_path_factory.mktemp("titles")
     tokenizer.save_pretrained(out / "tok")
-    config = TitleConfig(**TINY, tokenizer=str(out / "tok"))
+    config = TitleConfig(**TINY, drafts=2, tokenizer=str(out / "tok"))
     return fit_title_model(synth_data.catalog, synth_data.train, out / "model", config), out / "model"
 
 
@@ -140,6 +170,9 @@ def test_training_lowers_the_loss_and_records_metrics(trained):
     assert len(losses) >= 2 and losses[-1] < losses[0]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["global_step"] == TINY["max_steps"] and "val_bleu" in metrics
+    assert metrics["draft_bias"] in TitleConfig().draft_bias_grid and metrics["edit_gate"] in TitleConfig().gate_grid
+    saved = json.loads((folder / "title_config.json").read_text())
+    assert (saved["drafts"], saved["draft_bias"], saved["edit_gate"]) == (2, metrics["draft_bias"], metrics["edit_gate"])
     assert (folder / "checkpoints" / "last.ckpt").exists()
 
 
@@ -174,7 +207,7 @@ def test_from_pretrained_refuses_a_folder_missing_weights(trained, tmp_path):
 
 def test_resume_continues_from_last_checkpoint(trained, synth_data):
     _, folder = trained
-    config = TitleConfig(**{**TINY, "max_steps": 45}, tokenizer=str(folder.parent / "tok"))
+    config = TitleConfig(**{**TINY, "max_steps": 45}, drafts=2, tokenizer=str(folder.parent / "tok"))
     fit_title_model(synth_data.catalog, synth_data.train, folder, config)
     assert json.loads((folder / "metrics.json").read_text())["global_step"] == 45
 
@@ -252,10 +285,10 @@ def test_heldout_product_split_keeps_validation_products_out_of_training(synth_d
 
 def test_sample_k_cuts_sources_and_titles_alike():
     sources = ["<DE> a <sep> b <sep> c"] * 50
-    pairs = (sources, ["t"] * 50, ["DE"] * 50, [["a", "b", "c"]] * 50)
+    pairs = TitlePairs(sources, ["t"] * 50, ["DE"] * 50, [["a", "b", "c"]] * 50, [[]] * 50)
     cut = sample_k(pairs, (1, 3), seed=0)
-    assert set(cut[0]) == {"<DE> a", "<DE> a <sep> b <sep> c"}
-    assert [source_titles(s) for s in cut[0]] == cut[3] and cut[1] == pairs[1]
+    assert set(cut.sources) == {"<DE> a", "<DE> a <sep> b <sep> c"}
+    assert [source_titles(s) for s in cut.sources] == cut.titles and cut.targets == pairs.targets
     assert sample_k(pairs, (1, 3), seed=0) == cut
 
 
@@ -310,12 +343,13 @@ def test_siblings_are_other_variants_of_the_line_and_never_the_target(tmp_path, 
     assert siblings.find("Acme Pro Kabel 1 m, Rot", "DE", 5) == ["Acme Pro Kabel 2 m, Rot", "Acme Pro Kabel 1 m, Blau"]
     assert siblings.find("Acme Pro Kabel 1 m, Rot", "DE", 1, exclude={"Acme Pro Kabel 2 m, Rot"}) == [
         "Acme Pro Kabel 1 m, Blau"]
-    sources, targets, _, titles = training_pairs(data.catalog, data.train, k=2, siblings=siblings, n_siblings=3)
+    pairs = training_pairs(data.catalog, data.train, k=2, siblings=siblings, n_siblings=3)
+    sources, titles = pairs.sources, pairs.titles
     assert sources == ["<DE> Acme Pro Kabel 1 m, Rot <sep> Zeta Lampe Weiß <sib> Acme Pro Kabel 1 m, Blau",
                        "<DE> Acme Pro Kabel 1 m, Rot <sib> Acme Pro Kabel 2 m, Rot"]   # each target left out
     assert [source_titles(s) for s in sources] == titles
-    cut = sample_k((sources, targets, ["DE", "DE"], titles), (1,), seed=0)
-    assert cut[0][0] == "<DE> Acme Pro Kabel 1 m, Rot <sib> Acme Pro Kabel 1 m, Blau"
+    cut = sample_k(pairs, (1,), seed=0)
+    assert cut.sources[0] == "<DE> Acme Pro Kabel 1 m, Rot <sib> Acme Pro Kabel 1 m, Blau"
 
 
 def test_edit_gate_keeps_only_sure_replacements_weighed_by_word_survival():

@@ -64,6 +64,12 @@ class RecformerConfig(LongformerConfig):
             session blurs what its last product was, while the next product is most often a sibling of
             it (same line, other colour or size), which item embeddings find. An item alone pools in
             the same direction as with ``"mean"``, so item tables do not change.
+        table_item_weight (`float`, defaults to 0.0):
+            Retrieval only: ``Recommender`` adds this times the indexed embedding of the session's newest
+            item (its row of the finetuned item table, which candidates are scored in) to the session
+            vector before searching. Finetuning chooses it on validation with ``last_item_weight``.
+            Why: the table is frozen from an earlier checkpoint, and the newest item's own row finds its
+            siblings in that table better than the encoder's current reading of it does.
         temperature (`float`, defaults to 0.05):
             Cosine similarities are divided by it before every softmax (contrastive and ranking).
         token_type_size (`int`, defaults to 4):
@@ -95,6 +101,7 @@ class RecformerConfig(LongformerConfig):
     max_item_embeddings: int = 51
     max_token_num: int = 1024
     pooler_type: str = "cls"
+    table_item_weight: float | int = 0.0
     temperature: float | int = 0.05
     token_type_size: int = 4
     mlm_weight: float | int = 0.1

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 RUN_ONLY = frozenset({"progress", "resume", "extra", "num_threads", "generate_batch_size"})
 """TitleConfig fields that do not change what a finished model folder holds (ignored when reusing it)."""
-TUNED = frozenset({"edit_gate"})
+TUNED = frozenset({"edit_gate", "draft_bias"})
 """TitleConfig fields that training tunes when given None (a saved value then matches None)."""
 
 

@@ -3,11 +3,13 @@
 
 ``<t1> <r> 20 <w> 16`` reads: take source title 1 (the most recent), replace its words ``20`` by ``16``;
 ``<t2> <r> Rot <w> Blau <r> cm <w> cm , 2er Pack`` makes two replacements in title 2, left to right.
-``<t1>`` alone repeats title 1. Why: task-3 titles are mostly a product line's words with a variant
-changed. A small model trained from scratch learns to point at the words to change (by content, which
-cross-attention does well) and write the new value far sooner than it learns to reproduce a whole title
-piece by piece or to count word positions; and a replacement whose old words are not found is skipped,
-so a wrong script degrades towards repeating the title rather than towards noise.
+``<t1>`` alone repeats title 1; ``<d1> ...`` edits the first *draft* instead: a title the source proposes
+for the next product (``TitleConfig.drafts``, filled holes of the line's grid). Why: task-3 titles are
+mostly a product line's words with a variant changed. A small model trained from scratch learns to point
+at the words to change (by content, which cross-attention does well) and write the new value far sooner
+than it learns to reproduce a whole title piece by piece or to count word positions; and a replacement
+whose old words are not found is skipped, so a wrong script degrades towards repeating the title rather
+than towards noise.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-TITLE, REPLACE, WITH = "<t{}>", "<r>", "<w>"
-_CODE = re.compile(r"(<t\d+>|<r>|<w>)")
+TITLE, DRAFT, REPLACE, WITH = "<t{}>", "<d{}>", "<r>", "<w>"
+_CODE = re.compile(r"(<[td]\d+>|<r>|<w>)")
 
 
-def edit_tokens(k: int) -> list[str]:
-    """The codes a model writing edits of ``k`` source titles needs."""
-    return [TITLE.format(j) for j in range(1, k + 1)] + [REPLACE, WITH]
+def edit_tokens(k: int, drafts: int = 0) -> list[str]:
+    """The codes a model writing edits of ``k`` source titles and ``drafts`` drafts needs."""
+    return ([TITLE.format(j) for j in range(1, k + 1)] + [DRAFT.format(j) for j in range(1, drafts + 1)]
+            + [REPLACE, WITH])
 
 
 def split_words(text: str) -> list[str]:
@@ -61,17 +64,18 @@ def best_source(words: list[str], titles: list[str]) -> tuple[int, int]:
     return best_j, best_m
 
 
-def encode_edit(target: str, titles: list[str]) -> str:
-    """The edit script that turns the best-aligned source title into ``target``.
+def encode_edit(target: str, titles: list[str], drafts: list[str] = ()) -> str:
+    """The edit script that turns the best-aligned source title or draft into ``target`` (ties: titles
+    before drafts, the most recent first).
 
     Each difference becomes ``<r> old <w> new``; an insertion takes the word before it (or after it, at
     the start) as its old words, and old words are widened to the left until their first occurrence
     after the previous edit is the intended one, so :func:`decode_edit` applies the script exactly.
     """
     words = split_words(target)
-    j, _ = best_source(words, titles)
-    source = split_words(titles[j - 1]) if titles else []
-    out = [TITLE.format(j)]
+    j, _ = best_source(words, [*titles, *drafts])
+    source = split_words([*titles, *drafts][j - 1]) if titles or drafts else []
+    out = [TITLE.format(j) if j <= len(titles) or not drafts else DRAFT.format(j - len(titles))]
     pos = 0
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, source, words, autojunk=False).get_opcodes():
         if tag == "equal":
@@ -93,17 +97,21 @@ def encode_edit(target: str, titles: list[str]) -> str:
     return " ".join(out)
 
 
-def decode_edit(script: str, titles: list[str]) -> str:
-    """The title an edit script stands for: its replacements applied left to right to the named title
-    (``<t1>`` when none is named). A replacement whose old words do not occur after the previous one is
-    skipped; a script naming a title the session lacks yields its written words only."""
+def decode_edit(script: str, titles: list[str], drafts: list[str] = ()) -> str:
+    """The title an edit script stands for: its replacements applied left to right to the named title or
+    draft (``<t1>`` when none is named, or a draft the source lacks). A replacement whose old words do not
+    occur after the previous one is skipped; a script naming a title the session lacks yields its written
+    words only."""
     parts = [p.strip() for p in _CODE.split(script) if p.strip()]
-    j = 1
-    if parts and parts[0].startswith("<t"):
-        j = int(parts.pop(0)[2:-1])
-    if not 0 < j <= len(titles):
+    named, j = titles, 1
+    if parts and re.fullmatch(r"<[td]\d+>", parts[0]):
+        head = parts.pop(0)
+        named, j = (titles if head[1] == "t" else drafts), int(head[2:-1])
+        if named is drafts and not 0 < j <= len(drafts):
+            named, j = titles, 1
+    if not 0 < j <= len(named):
         return join_words([w for p in parts if not _CODE.fullmatch(p) for w in split_words(p)])
-    source = split_words(titles[j - 1])
+    source = split_words(named[j - 1])
     out: list[str] = []
     pos = 0
     i = 0

@@ -21,7 +21,8 @@ from ..data import Catalog, Sessions
 from ..tokenizer import load_tokenizer
 from .config import TitleConfig
 from .heuristics import WordSurvival
-from .inputs import SiblingTitles, session_inputs, source_locale, source_titles
+from .grid import GridTitle
+from .inputs import SiblingTitles, TitlePairs, session_inputs, source_drafts, source_locale, source_titles
 from .model import check_loading, cpu_settings, decode, decode_segments, gated_script, plain_model, to_titles
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class TitleGenerator:
         self.catalog: Catalog | None = None
         self._known: dict[str, set[str]] | None = None
         self._siblings: SiblingTitles | None = None
+        self._grid: GridTitle | None = None
 
     def fit(self, catalog: Catalog, train: Sessions | None = None) -> "TitleGenerator":
         """Attach the catalog the sessions' products are looked up in; the model is already trained
@@ -52,6 +54,7 @@ class TitleGenerator:
         self.catalog = catalog
         self._known = None
         self._siblings = None
+        self._grid = None
         return self
 
     def catalog_titles(self, locale: str) -> set[str]:
@@ -63,25 +66,32 @@ class TitleGenerator:
                 self._known.setdefault(str(loc), set()).add(" ".join(str(title).split()))
         return self._known.get(locale, set())
 
-    def inputs(self, sessions: Sessions) -> tuple[list[str], list[list[str]]]:
-        """Source texts and the source titles (most recent first) of every session."""
+    def inputs(self, sessions: Sessions) -> TitlePairs:
+        """Source texts with the titles (most recent first) and drafts they hold, for every session."""
         if self.catalog is None:
             raise RuntimeError("TitleGenerator.generate needs a catalog: call .fit(catalog, train) first")
         if self.config.siblings and self._siblings is None:
             self._siblings = SiblingTitles(self.catalog)
+        if self.config.drafts and self._grid is None:
+            self._grid = GridTitle().fit(self.catalog)
         return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe,
-                              self._siblings, self.config.siblings)
+                              self._siblings, self.config.siblings, grid=self._grid, n_drafts=self.config.drafts)
 
     def generate(self, sessions: Sessions, batch_size: int | None = None, progress: bool = True) -> list[str]:
         """One generated title per session, in the sessions' order."""
-        return self.generate_texts(*self.inputs(sessions), batch_size=batch_size, progress=progress)
+        pairs = self.inputs(sessions)
+        return self.generate_texts(pairs.sources, pairs.titles, pairs.drafts, batch_size=batch_size,
+                                   progress=progress)
 
-    def generate_texts(self, sources: list[str], titles: list[list[str]] | None = None, batch_size: int | None = None,
+    def generate_texts(self, sources: list[str], titles: list[list[str]] | None = None,
+                       drafts: list[list[str]] | None = None, batch_size: int | None = None,
                        progress: bool = True) -> list[str]:
-        """One generated title per source text (``<LOC> title <sep> title ...``); ``titles`` are the source
-        titles that edit scripts refer to (default: read back from the sources)."""
+        """One generated title per source text (``<LOC> title <sep> title ... <draft> draft ...``); ``titles``
+        and ``drafts`` are what edit scripts refer to (default: read back from the sources)."""
         if titles is None:
             titles = [source_titles(s) for s in sources]
+        if drafts is None:
+            drafts = [source_drafts(s) for s in sources]
         gate = self.config.edit_gate if self.config.target_format == "edit" else None
         with cpu_settings(self.config):
             if gate:  # greedy, each replacement kept only when the model is sure enough of it
@@ -93,7 +103,7 @@ class TitleGenerator:
         avoid = None
         if self.config.avoid_catalog_titles and self.catalog is not None:
             avoid = [self.catalog_titles(source_locale(s)) for s in sources]
-        return to_titles(outputs, titles, self.config, avoid)
+        return to_titles(outputs, titles, self.config, avoid, drafts)
 
     def survival_of(self, locale: str):
         """``words -> chance they survive into the next title`` in ``locale`` (None without survival counts)."""

@@ -347,13 +347,16 @@ class GridTitle:
                       for loc in locales}
         return self
 
-    def candidates(self, title: str, locale: str, n: int) -> list[str]:
-        """Up to ``n`` unlisted variants of ``title``'s line, most likely first (``[]`` when none)."""
+    def candidates(self, title: str, locale: str, n: int, unlisted: set[str] = frozenset()) -> list[str]:
+        """Up to ``n`` unlisted variants of ``title``'s line, most likely first (``[]`` when none).
+        Catalog titles in ``unlisted`` count as holes: a training session's target, which a task-3
+        target never is, so that training sees the grids the test sees."""
         index = self.index.get(locale)
         if index is None or not _words(title):
             return []
         maker = index.maker_of.get(join_words(list(_words(title))), "")
-        return self._complete(index.parse(title, maker), index, n)
+        unlisted = {join_words(list(_words(t))) for t in unlisted}
+        return self._complete(index.parse(title, maker), index, n, unlisted)
 
     def generate(self, sessions: Sessions) -> list[str]:
         """One title per session: the best hole of the last titled product's grid, else that title."""
@@ -370,13 +373,13 @@ class GridTitle:
             out.append(found[0] if found else titles[row])
         return out
 
-    def _complete(self, parsed: ParsedTitle, index: LineIndex, n: int) -> list[str]:
+    def _complete(self, parsed: ParsedTitle, index: LineIndex, n: int, unlisted: set[str] = frozenset()) -> list[str]:
         """Holes of the line's grid within ``max_changes`` of ``parsed``, ranked and written, up to ``n``.
 
         Rank: the hole sharing its values with most other holes first (the best guess when any hole may
         be the next product, e.g. a missing row of the grid), then fewer changes, then values listed more.
         """
-        listed = index.siblings(parsed)
+        listed = [p for p in index.siblings(parsed) if p.title == parsed.title or p.title not in unlisted]
         slots = sorted({s for p in listed for s in p.slots if s[1] != MODEL})
         if len(listed) < 2 or not slots or n <= 0:
             return []
@@ -400,7 +403,7 @@ class GridTitle:
         out: list[str] = []
         for combo, _, _ in holes:
             text = self._render(combo, slots, listed, vectors, parsed)
-            if text and text != parsed.title and text not in index.maker_of and text not in out:
+            if text and text != parsed.title and (text not in index.maker_of or text in unlisted) and text not in out:
                 out.append(text)
                 if len(out) == n:
                     break

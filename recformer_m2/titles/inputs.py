@@ -2,11 +2,15 @@
 
 A source reads ``<DE> title_1 <sep> title_2 <sep> title_3`` where ``title_1`` is the session's last
 product with a title in the session's locale (products sold elsewhere only are skipped, as
-``LastTitle`` skips them), optionally followed by ``<sib> sibling ...``: catalog titles of other variants
-of ``title_1``'s product line. The target is the next product's title in that locale.
+``LastTitle`` skips them), optionally followed by ``<draft> draft ...``: titles proposed for the next
+product (unlisted variants of ``title_1``'s line, :class:`.grid.GridTitle`), which edit scripts may start
+from, and by ``<sib> sibling ...``: catalog titles of other variants of the line. The target is the next
+product's title in that locale.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,18 +19,21 @@ from transformers import PreTrainedTokenizerBase
 from ..constants import LOCALES
 from ..data import Catalog, Sessions
 from .edits import split_words
+from .grid import GridTitle
 
 SEP = "<sep>"
 """Separator between products in a source (a special token of the catalog tokenizer)."""
 SIB = "<sib>"
 """Opens each sibling title (another variant of the last product's line) at the end of a source."""
+DRAFT_TAG = "<draft>"
+"""Opens each draft (a title proposed for the next product) after the session's titles."""
 
 
 def locale_tag(locale: str) -> str:
     return f"<{locale}>"
 
 
-EXTRA_TOKENS: tuple[str, ...] = (SEP, SIB, *(locale_tag(loc) for loc in LOCALES))
+EXTRA_TOKENS: tuple[str, ...] = (SEP, SIB, DRAFT_TAG, *(locale_tag(loc) for loc in LOCALES))
 """Tokens a source uses that a tokenizer must hold whole (added as special tokens when missing)."""
 
 
@@ -107,38 +114,64 @@ def recent_rows(catalog: Catalog, sessions: Sessions, k: int, dedupe: bool = Tru
     return out
 
 
-def build_source(texts: list[str], locale: str, siblings: list[str] = ()) -> str:
-    """``<LOC> text_1 <sep> text_2 ... <sib> sibling_1 <sib> ...`` from product texts given most recent first."""
-    return " ".join([locale_tag(locale), f" {SEP} ".join(texts), *(f"{SIB} {t}" for t in siblings)]).strip()
+class TitlePairs(NamedTuple):
+    """Sources of the generator with what scoring and edit scripts need, one entry per session."""
+
+    sources: list[str]
+    targets: list[str]
+    """The next product's title ("" where unknown)."""
+    locales: list[str]
+    titles: list[list[str]]
+    """The session's titles in its source, most recent first (what ``<tJ>`` names)."""
+    drafts: list[list[str]]
+    """The drafts in its source (what ``<dJ>`` names)."""
+
+    def select(self, keep: list[bool]) -> "TitlePairs":
+        return TitlePairs(*([x for x, ok in zip(part, keep) if ok] for part in self))
+
+
+def build_source(texts: list[str], locale: str, siblings: list[str] = (), drafts: list[str] = ()) -> str:
+    """``<LOC> text_1 <sep> text_2 ... <draft> draft_1 ... <sib> sibling_1 <sib> ...`` from product texts
+    given most recent first."""
+    return " ".join([locale_tag(locale), f" {SEP} ".join(texts), *(f"{DRAFT_TAG} {t}" for t in drafts),
+                     *(f"{SIB} {t}" for t in siblings)]).strip()
 
 
 def split_source(source: str) -> tuple[str, str]:
-    """(products part, sibling part) of a source; the sibling part is ``""`` or starts with ``<sib>``."""
-    at = source.find(f" {SIB} ")
-    return (source, "") if at < 0 else (source[:at], source[at + 1:])
+    """(products part, the rest) of a source; the rest is ``""`` or starts with ``<draft>`` or ``<sib>``."""
+    found = [at for at in (source.find(f" {DRAFT_TAG} "), source.find(f" {SIB} ")) if at >= 0]
+    return (source, "") if not found else (source[:min(found)], source[min(found) + 1:])
 
 
 def session_inputs(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
                    dedupe: bool = True, siblings: SiblingTitles | None = None, n_siblings: int = 0,
-                   exclude: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """Every session's source text, and the titles it holds (most recent first) that edit scripts refer to.
-    With ``n_siblings``, sibling titles of each session's last title end the source, leaving out the
-    session's own titles and ``exclude[i]`` (a training target: its title is unknown at test time)."""
+                   exclude: list[str] | None = None, grid: GridTitle | None = None, n_drafts: int = 0,
+                   targets: list[str] | None = None) -> TitlePairs:
+    """Every session's source text with the titles and drafts it holds (``targets`` default to "").
+
+    With ``n_siblings``, sibling titles of each session's last title end the source; with ``n_drafts``,
+    up to that many of ``grid``'s unlisted variants of its line follow the session's titles. Either
+    treats ``exclude[i]`` (a training target) as unlisted, as a task-3 target is in no catalog.
+    """
     recent = recent_rows(catalog, sessions, k, dedupe)
     flat = np.array([r for rows in recent for r in rows], dtype=np.int64)
     texts = item_texts(catalog, flat, attributes)
     titles = texts if attributes == ("title",) else item_texts(catalog, flat, ("title",))
-    sources, session_titles, start = [], [], 0
+    sources, session_titles, session_drafts, start = [], [], [], 0
     for i, (rows, loc) in enumerate(zip(recent, sessions.locale.tolist())):
         own = titles[start:start + len(rows)]
+        unlisted = {" ".join(exclude[i].split())} if exclude else set()
         sibs: list[str] = []
         if siblings is not None and n_siblings > 0 and own:
-            skip = {" ".join(t.split()) for t in own} | ({" ".join(exclude[i].split())} if exclude else set())
+            skip = {" ".join(t.split()) for t in own} | unlisted
             sibs = siblings.find(" ".join(own[0].split()), LOCALES[loc], n_siblings, skip)
-        sources.append(build_source(texts[start:start + len(rows)], LOCALES[loc], sibs))
+        drafts = grid.candidates(own[0], LOCALES[loc], n_drafts, unlisted) if grid and n_drafts > 0 and own else []
+        sources.append(build_source(texts[start:start + len(rows)], LOCALES[loc], sibs, drafts))
         session_titles.append(own)
+        session_drafts.append(drafts)
         start += len(rows)
-    return sources, session_titles
+    return TitlePairs(sources, list(targets) if targets is not None else [""] * len(sources),
+                      [LOCALES[x] for x in sessions.locale], session_titles, session_drafts)
 
 
 def source_titles(source: str) -> list[str]:
@@ -146,6 +179,14 @@ def source_titles(source: str) -> list[str]:
     source = split_source(source)[0]
     body = source.split(" ", 1)[1] if source.startswith("<") and " " in source else ""
     return [text.split(" | ")[0].strip() for text in body.split(f" {SEP} ")] if body else []
+
+
+def source_drafts(source: str) -> list[str]:
+    """The drafts a source text holds, read back from it."""
+    rest = split_source(source)[1].split(f" {SIB} ")[0]
+    if rest.startswith(SIB):
+        return []
+    return [d.strip() for d in rest.split(DRAFT_TAG) if d.strip()]
 
 
 def source_locale(source: str) -> str:
@@ -157,22 +198,22 @@ def source_locale(source: str) -> str:
 def session_sources(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
                     dedupe: bool = True) -> list[str]:
     """The generator's source text for every session."""
-    return session_inputs(catalog, sessions, k, attributes, dedupe)[0]
+    return session_inputs(catalog, sessions, k, attributes, dedupe).sources
 
 
 def training_pairs(catalog: Catalog, sessions: Sessions, k: int, attributes: tuple[str, ...] = ("title",),
                    dedupe: bool = True, siblings: SiblingTitles | None = None, n_siblings: int = 0,
-                   ) -> tuple[list[str], list[str], list[str], list[list[str]]]:
-    """(sources, targets, locales, source titles) of sessions whose next item has a title in the locale and
-    at least one earlier product does too; the others teach nothing and are skipped. Siblings leave the
-    target out, as a task-3 target is in no catalog."""
+                   grid: GridTitle | None = None, n_drafts: int = 0) -> TitlePairs:
+    """The pairs of sessions whose next item has a title in the locale and at least one earlier product
+    does too; the others teach nothing and are skipped. Siblings and drafts treat the target as unlisted,
+    as a task-3 target is in no catalog."""
     targets = catalog.titles(sessions.next_item, sessions.locale)
     recent = recent_rows(catalog, sessions, k, dedupe)
     keep = np.array([bool(t) and bool(r) for t, r in zip(targets, recent)], dtype=bool)
     kept = sessions.select(keep)
     targets = [" ".join(t.split()) for t, ok in zip(targets, keep) if ok]
-    sources, titles = session_inputs(catalog, kept, k, attributes, dedupe, siblings, n_siblings, targets)
-    return sources, targets, [LOCALES[x] for x in kept.locale], titles
+    return session_inputs(catalog, kept, k, attributes, dedupe, siblings, n_siblings, targets, grid, n_drafts,
+                          targets)
 
 
 def ensure_tokens(tokenizer: PreTrainedTokenizerBase, edit_tokens: list[str] = ()) -> int:

@@ -17,11 +17,14 @@ from typing import Callable
 
 import lightning as L
 import torch
-from transformers import MT5Config, MT5ForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor, LogitsProcessorList, MT5Config, MT5ForConditionalGeneration, PreTrainedTokenizerBase,
+)
 
 from ..metrics import title_bleu
 from .config import MODEL_SIZES, TitleConfig
-from .edits import REPLACE, TITLE, WITH, decode_edit, split_words
+from .edits import DRAFT, REPLACE, TITLE, WITH, decode_edit, split_words
+from .inputs import DRAFT_TAG, TitlePairs
 
 logger = logging.getLogger(__name__)
 
@@ -105,36 +108,61 @@ def plain_model(model) -> MT5ForConditionalGeneration:
     return model
 
 
-def generation_kwargs(config: TitleConfig, tokenizer: PreTrainedTokenizerBase) -> dict:
-    """Beam search and length control for ``model.generate``."""
+class DraftBias(LogitsProcessor):
+    """Adds ``bias`` to the logits of the draft codes a source holds (``<d1>`` .. ``<d{n}>``) at the first
+    decoding step, where the edit script names the title it starts from: a prior, tuned on validation,
+    for starting from a draft."""
+
+    def __init__(self, token_ids: list[int], bias: float, held: torch.Tensor):
+        self.token_ids, self.bias = torch.tensor(token_ids), bias
+        self.held = held  # (B,) drafts each source holds
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] != 1:  # past the decoder start token: the starting title is named
+            return scores
+        held = self.held.repeat_interleave(scores.shape[0] // len(self.held)).to(scores.device)  # beams
+        allowed = torch.arange(1, len(self.token_ids) + 1, device=scores.device)[None, :] <= held[:, None]
+        scores = scores.clone()
+        scores[:, self.token_ids.to(scores.device)] += self.bias * allowed
+        return scores
+
+
+def generation_kwargs(config: TitleConfig, tokenizer: PreTrainedTokenizerBase,
+                      input_ids: torch.Tensor | None = None) -> dict:
+    """Beam search, length control and the draft prior (for the sources ``input_ids``) for ``model.generate``."""
     kwargs = dict(num_beams=config.num_beams, max_new_tokens=config.max_new_tokens, do_sample=False,
                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     if config.num_beams > 1:
         kwargs.update(length_penalty=config.length_penalty, early_stopping=True)
     if config.no_repeat_ngram_size > 0:
         kwargs["no_repeat_ngram_size"] = config.no_repeat_ngram_size
+    if config.drafts and config.draft_bias and input_ids is not None:
+        codes = tokenizer.convert_tokens_to_ids([DRAFT.format(j) for j in range(1, config.drafts + 1)])
+        held = (input_ids == tokenizer.convert_tokens_to_ids(DRAFT_TAG)).sum(dim=1)
+        kwargs["logits_processor"] = LogitsProcessorList([DraftBias(codes, config.draft_bias, held)])
     return kwargs
 
 
 def to_titles(outputs: list[list[str]], titles: list[list[str]], config: TitleConfig,
-              avoid: list[set[str]] | None = None) -> list[str]:
+              avoid: list[set[str]] | None = None, drafts: list[list[str]] | None = None) -> list[str]:
     """Decoder outputs (candidates per session, best first) as titles: edit scripts applied to each session's
-    source titles; the first candidate whose title is not in the session's ``avoid`` set is kept (else the
-    best)."""
+    source titles and drafts; the first candidate whose title is not in the session's ``avoid`` set is kept
+    (else the best)."""
     out = []
     for i, (cands, ts) in enumerate(zip(outputs, titles)):
-        texts = [decode_edit(c, ts) for c in cands] if config.target_format == "edit" else cands
+        ds = drafts[i] if drafts is not None else []
+        texts = [decode_edit(c, ts, ds) for c in cands] if config.target_format == "edit" else cands
         banned = avoid[i] if avoid is not None else ()
         out.append(next((t for t in texts if t not in banned), texts[0]))
     return out
 
 
 class TitleModule(L.LightningModule):
-    """Training and validation of the title model; ``val_texts`` are (sources, targets, locales, source
-    titles) decoded greedily at each validation for ``val_bleu``."""
+    """Training and validation of the title model; ``val_texts`` are decoded greedily at each validation
+    for ``val_bleu``."""
 
     def __init__(self, model, tokenizer: PreTrainedTokenizerBase, config: TitleConfig,
-                 val_texts: tuple[list[str], list[str], list[str], list[list[str]]] | None = None):
+                 val_texts: TitlePairs | None = None):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -154,12 +182,13 @@ class TitleModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self.val_texts or self.trainer.sanity_checking:
             return
-        sources, targets, locales, titles = self.val_texts
+        pairs = self.val_texts
         greedy = copy.copy(self.config)
         greedy.num_beams = 1
         greedy.num_candidates = 1
-        hyps = to_titles(decode(self.model, self.tokenizer, sources, greedy, progress=False), titles, self.config)
-        bleu = float(title_bleu(hyps, targets, locales).loc["overall", "BLEU"])
+        hyps = to_titles(decode(self.model, self.tokenizer, pairs.sources, greedy, progress=False), pairs.titles,
+                         self.config, drafts=pairs.drafts)
+        bleu = float(title_bleu(hyps, pairs.targets, pairs.locales).loc["overall", "BLEU"])
         self.log("val_bleu", bleu, prog_bar=True)
 
     def configure_optimizers(self):
@@ -204,9 +233,9 @@ def decode(model, tokenizer: PreTrainedTokenizerBase, sources: list[str], config
     was_training = model.training
     model.eval()
     out: list[list[str]] = [[] for _ in sources]
-    kwargs = generation_kwargs(config, tokenizer)
     device = next(model.parameters()).device
     for idx, input_ids, attention in source_batches(tokenizer, sources, config, batch_size, progress):
+        kwargs = generation_kwargs(config, tokenizer, input_ids)
         generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                    num_return_sequences=n, **kwargs)  # (B * n, T), each source's n together
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
@@ -224,10 +253,10 @@ def decode_segments(model, tokenizer: PreTrainedTokenizerBase, sources: list[str
     was_training = model.training
     model.eval()
     out: list[list[tuple[str, float]]] = [[] for _ in sources]
-    kwargs = {**generation_kwargs(config, tokenizer), "num_beams": 1}
     replace_id = tokenizer.convert_tokens_to_ids(REPLACE)
     device = next(model.parameters()).device
     for idx, input_ids, attention in source_batches(tokenizer, sources, config, batch_size, progress):
+        kwargs = {**generation_kwargs(config, tokenizer, input_ids), "num_beams": 1}
         generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                    output_scores=True, return_dict_in_generate=True, **kwargs)
         logprobs = model.compute_transition_scores(generated.sequences, generated.scores, normalize_logits=True)
@@ -249,11 +278,11 @@ def decode_segments(model, tokenizer: PreTrainedTokenizerBase, sources: list[str
 
 def gated_script(segments: list[tuple[str, float]], gate: float,
                  survival: Callable[[list[str]], float] | None = None) -> str:
-    """The edit script keeping the segments the model is sure enough of: a title other than ``<t1>`` when
+    """The edit script keeping the segments the model is sure enough of: a title or draft other than ``<t1>`` when
     its probability is at least ``gate`` (else title 1, unedited), a replacement when its probability is at
     least ``gate`` times ``survival(old words)`` (1 when None): the chance that keeping them is right."""
     head, head_prob = segments[0] if segments else ("", 0.0)
-    if not head.startswith("<t") or (head != TITLE.format(1) and head_prob < gate):
+    if not head.startswith(("<t", "<d")) or (head != TITLE.format(1) and head_prob < gate):
         return TITLE.format(1)
     kept = []
     for text, prob in segments[1:]:

@@ -27,9 +27,12 @@ from ..metrics import title_bleu
 from ..tokenizer import load_tokenizer, train_tokenizer
 from .config import TitleConfig
 from .generator import CONFIG_FILE, TitleGenerator
-from .heuristics import WordSurvival, last_titles
 from .edits import copy_share, decode_edit, edit_tokens, encode_edit
-from .inputs import SEP, BucketBatches, PairCollator, SiblingTitles, ensure_tokens, split_source, training_pairs
+from .grid import GridTitle
+from .heuristics import WordSurvival, last_titles
+from .inputs import (
+    SEP, BucketBatches, PairCollator, SiblingTitles, TitlePairs, ensure_tokens, split_source, training_pairs,
+)
 from .model import TitleModule, add_lora, cpu_settings, decode_segments, gated_script, pretrained_model, scratch_model
 
 logger = logging.getLogger(__name__)
@@ -60,39 +63,43 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     L.seed_everything(config.seed, workers=True, verbose=False)
     fit_idx, valid_idx = title_split(train, config)
     siblings = SiblingTitles(catalog) if config.siblings else None
+    grid = GridTitle().fit(catalog) if config.drafts else None
     fit_pairs, val_pairs = (training_pairs(catalog, train.select(idx), config.max_k, config.attributes, config.dedupe,
-                                           siblings, config.siblings)
+                                           siblings, config.siblings, grid, config.drafts)
                             for idx in (fit_idx, valid_idx))
     if config.train_ks:
         fit_pairs, val_pairs = (sample_k(pairs, config.train_ks, [config.seed, part])
                                 for part, pairs in enumerate((fit_pairs, val_pairs)))
     if config.min_copy_share > 0:
         fit_pairs, val_pairs = continued_lines(fit_pairs, config), continued_lines(val_pairs, config)
-    if not fit_pairs[0] or not val_pairs[0]:
-        raise ValueError(f"too few usable sessions: {len(fit_pairs[0])} training and {len(val_pairs[0])} validation "
-                         "pairs (sessions whose next item and an earlier item have titles in the locale)")
-    logger.info("title pairs: %d training, %d validation (K=%s, validation by %s)", len(fit_pairs[0]),
-                len(val_pairs[0]), config.train_ks or config.k, config.valid_by)
+    if not fit_pairs.sources or not val_pairs.sources:
+        raise ValueError(f"too few usable sessions: {len(fit_pairs.sources)} training and {len(val_pairs.sources)} "
+                         "validation pairs (sessions whose next item and an earlier item have titles in the locale)")
+    logger.info("title pairs: %d training, %d validation (K=%s, validation by %s)", len(fit_pairs.sources),
+                len(val_pairs.sources), config.train_ks or config.k, config.valid_by)
+    if config.drafts:
+        logger.info("drafts: %.0f%% of training sources hold one; the first is the target in %.1f%% of them",
+                    *draft_shares(fit_pairs))
 
     tokenizer = title_tokenizer(catalog, config, run_dir / "tokenizer")
     vocab_before = len(tokenizer)
-    ensure_tokens(tokenizer, edit_tokens(config.max_k) if config.target_format == "edit" else [])
+    ensure_tokens(tokenizer, edit_tokens(config.max_k, config.drafts) if config.target_format == "edit" else [])
     new_ids = list(range(vocab_before, len(tokenizer)))
     model = pretrained_model(config.init, tokenizer) if config.init else scratch_model(config, tokenizer)
     if config.lora_r > 0:
         model = add_lora(model, config, new_ids)
 
     collator = PairCollator(tokenizer, config.max_source_length, config.max_target_length)
-    fit_data = list(zip(*collator.encode(fit_pairs[0], decoder_targets(fit_pairs, config))))
-    val_data = list(zip(*collator.encode(val_pairs[0], decoder_targets(val_pairs, config))))
+    fit_data = list(zip(*collator.encode(fit_pairs.sources, decoder_targets(fit_pairs, config))))
+    val_data = list(zip(*collator.encode(val_pairs.sources, decoder_targets(val_pairs, config))))
     val_data.sort(key=lambda pair: len(pair[0]))
     fit_loader = torch.utils.data.DataLoader(
         fit_data, batch_sampler=BucketBatches([len(s) for s, _ in fit_data], config.batch_size, config.seed),
         collate_fn=collator)
     val_loader = torch.utils.data.DataLoader(val_data, batch_size=2 * config.batch_size, collate_fn=collator)
-    n_bleu = min(config.val_bleu_samples, len(val_pairs[0]))  # a seeded sample across locales
-    pick = np.sort(np.random.default_rng(config.seed).choice(len(val_pairs[0]), n_bleu, replace=False))
-    val_texts = tuple([part[i] for i in pick] for part in val_pairs) if n_bleu else None
+    n_bleu = min(config.val_bleu_samples, len(val_pairs.sources))  # a seeded sample across locales
+    pick = np.sort(np.random.default_rng(config.seed).choice(len(val_pairs.sources), n_bleu, replace=False))
+    val_texts = TitlePairs(*([part[i] for i in pick] for part in val_pairs)) if n_bleu else None
     module = TitleModule(model, tokenizer, config, val_texts)
 
     monitor, mode = (config.select_on, "max" if config.select_on == "val_bleu" else "min")
@@ -117,16 +124,20 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     survival = WordSurvival().fit(last_titles(catalog, fit_sessions),
                                   catalog.titles(fit_sessions.next_item, fit_sessions.locale), fit_sessions.locale)
     generator = TitleGenerator(module.model, tokenizer, config, survival).fit(catalog)
-    if config.target_format == "edit" and config.edit_gate is None:
+    if config.target_format == "edit" and (config.edit_gate is None or (config.drafts and config.draft_bias is None)):
         with cpu_settings(config):
-            gate, gate_scores = tune_edit_gate(generator, val_pairs, config)
-        config = generator.config = dataclasses.replace(config, edit_gate=gate)
-        metrics["val_bleu_by_edit_gate"] = gate_scores
+            gate, bias, scores = tune_edit_gate(generator, val_pairs, config)
+        config = generator.config = dataclasses.replace(config, edit_gate=gate, draft_bias=bias)
+        metrics["val_bleu_by_edit_gate"] = {g: v for (b, g), v in scores.items() if b == bias}
+        if config.drafts:
+            metrics["val_bleu_by_draft_bias"] = {b: v for (b, g), v in scores.items() if g == gate}
+            metrics["draft_bias"] = bias
         metrics["edit_gate"] = gate
     generator.save_pretrained(out)
     if val_texts:  # the copy baseline on the same validation sessions, for comparison
-        last = [titles[0] for titles in val_texts[3]]
-        metrics["val_bleu_last_title"] = float(title_bleu(last, val_texts[1], val_texts[2]).loc["overall", "BLEU"])
+        last = [titles[0] for titles in val_texts.titles]
+        metrics["val_bleu_last_title"] = float(title_bleu(last, val_texts.targets,
+                                                          val_texts.locales).loc["overall", "BLEU"])
     record = {"train_seconds": round(seconds, 1), "global_step": trainer.global_step,
               "train_pairs": len(fit_data), "valid_pairs": len(val_data), **metrics}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -167,46 +178,54 @@ def title_split(train: Sessions, config: TitleConfig) -> tuple[np.ndarray, np.nd
     return validation_split(train, config.valid_fraction, config.seed, config.max_valid_per_locale)
 
 
-def sample_k(pairs: tuple[list, ...], ks: tuple[int, ...], seed) -> tuple[list, ...]:
+def sample_k(pairs: TitlePairs, ks: tuple[int, ...], seed) -> TitlePairs:
     """Pairs whose sources keep only their first K products, K drawn per pair from ``ks`` (seeded)."""
-    sources, targets, locales, titles = pairs
-    draws = np.random.default_rng(seed).choice(np.asarray(ks), size=len(sources))
+    draws = np.random.default_rng(seed).choice(np.asarray(ks), size=len(pairs.sources))
     cut_sources = []
-    for src, k in zip(sources, draws.tolist()):
-        products, sibs = split_source(src)
-        cut_sources.append(" ".join([f" {SEP} ".join(products.split(f" {SEP} ")[:k]), sibs]).strip())
-    cut_titles = [ts[:k] for ts, k in zip(titles, draws.tolist())]
-    return cut_sources, targets, locales, cut_titles
+    for src, k in zip(pairs.sources, draws.tolist()):
+        products, rest = split_source(src)
+        cut_sources.append(" ".join([f" {SEP} ".join(products.split(f" {SEP} ")[:k]), rest]).strip())
+    cut_titles = [ts[:k] for ts, k in zip(pairs.titles, draws.tolist())]
+    return pairs._replace(sources=cut_sources, titles=cut_titles)
 
 
-def tune_edit_gate(generator: TitleGenerator, pairs: tuple[list, ...], config: TitleConfig
-                   ) -> tuple[float, dict[str, float]]:
-    """The ``gate_grid`` value of ``edit_gate`` with the best BLEU on the validation pairs (ties: the
-    smaller), and every value's BLEU."""
-    sources, targets, locales, titles = pairs
-    segments = decode_segments(generator.model, generator.tokenizer, sources, config, progress=False)
-    survival = [generator.survival_of(loc) for loc in locales]
+def tune_edit_gate(generator: TitleGenerator, pairs: TitlePairs, config: TitleConfig
+                   ) -> tuple[float, float | None, dict[tuple[float | None, float], float]]:
+    """(edit_gate, draft_bias) with the best BLEU on the validation pairs, and every pair's BLEU. Values the
+    config fixes stay; the others come from ``gate_grid`` and ``draft_bias_grid`` (ties: the smaller)."""
+    biases = config.draft_bias_grid if config.drafts and config.draft_bias is None else (config.draft_bias,)
+    gates = config.gate_grid if config.edit_gate is None else (config.edit_gate,)
+    survival = [generator.survival_of(loc) for loc in pairs.locales]
     scores = {}
-    for gate in sorted(config.gate_grid):
-        hyps = [decode_edit(gated_script(segs, gate, surv), ts) for segs, surv, ts in zip(segments, survival, titles)]
-        scores[gate] = float(title_bleu(hyps, targets, locales).loc["overall", "BLEU"])
-    best = max(scores, key=lambda g: (scores[g], -g))
-    logger.info("edit gate: validation BLEU by edit_gate %s -> %.2f", {g: round(v, 4) for g, v in scores.items()}, best)
-    return best, {str(g): v for g, v in scores.items()}
+    for bias in sorted(biases, key=lambda b: b or 0.0):
+        biased = dataclasses.replace(config, draft_bias=bias)
+        segments = decode_segments(generator.model, generator.tokenizer, pairs.sources, biased, progress=False)
+        for gate in sorted(gates):
+            hyps = [decode_edit(gated_script(segs, gate, surv), ts, ds)
+                    for segs, surv, ts, ds in zip(segments, survival, pairs.titles, pairs.drafts)]
+            scores[bias, gate] = float(title_bleu(hyps, pairs.targets, pairs.locales).loc["overall", "BLEU"])
+    bias, gate = max(scores, key=lambda bg: (scores[bg], -(bg[0] or 0.0), -bg[1]))
+    logger.info("edit gate: validation BLEU by (draft_bias, edit_gate) %s -> %s, %s",
+                {k: round(v, 4) for k, v in scores.items()}, bias, gate)
+    return gate, bias, scores
 
 
-def continued_lines(pairs: tuple[list, ...], config: TitleConfig) -> tuple[list, ...]:
+def continued_lines(pairs: TitlePairs, config: TitleConfig) -> TitlePairs:
     """The pairs whose target keeps at least ``min_copy_share`` of its words from one of its source titles."""
-    keep = [copy_share(t, ts) >= config.min_copy_share for t, ts in zip(pairs[1], pairs[3])]
-    return tuple([x for x, ok in zip(part, keep) if ok] for part in pairs)
+    return pairs.select([copy_share(t, ts) >= config.min_copy_share for t, ts in zip(pairs.targets, pairs.titles)])
 
 
-def decoder_targets(pairs: tuple[list, ...], config: TitleConfig) -> list[str]:
+def draft_shares(pairs: TitlePairs) -> tuple[float, float]:
+    """(% of pairs holding a draft, % of those whose first draft is their target)."""
+    held = [(ds[0] == t) for t, ds in zip(pairs.targets, pairs.drafts) if ds]
+    return 100.0 * len(held) / max(len(pairs.sources), 1), 100.0 * sum(held) / max(len(held), 1)
+
+
+def decoder_targets(pairs: TitlePairs, config: TitleConfig) -> list[str]:
     """What the decoder learns to write: the titles, or their edit scripts."""
-    _, targets, _, titles = pairs
     if config.target_format == "edit":
-        return [encode_edit(t, ts) for t, ts in zip(targets, titles)]
-    return targets
+        return [encode_edit(t, ts, ds) for t, ts, ds in zip(pairs.targets, pairs.titles, pairs.drafts)]
+    return pairs.targets
 
 
 def select_weights(module: TitleModule, checkpoint: ModelCheckpoint, monitor: str, mode: str,
