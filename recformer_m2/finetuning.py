@@ -202,6 +202,7 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
     index = ItemIndex().build(table, data.codes, data.locales, bias)
     texts = session_items(catalog, sessions)
     exclude = sessions.to_lists()
+    rows = lookup_rows(data.codes, data.locales, newest_items(catalog, sessions), sessions.locale)  # newest items
 
     def score(queries: np.ndarray) -> dict[str, float]:
         ranked, _ = index.search(queries, sessions.locale, k, exclude=exclude)
@@ -209,14 +210,11 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
 
     if not last_item_grid or encoder.model.config.pooler_type != "mean_last":
         return score(retrieval_queries(encoder.encode_sessions(texts, batch_size=encoder.batch_size),
-                                       encoder.model.config.table_item_weight, table,
-                                       lookup_rows(data.codes, data.locales, newest_items(catalog, sessions),
-                                                   sessions.locale)))
+                                       encoder.model.config.table_item_weight, table, rows))
     # query(w, v) = normalise(session(w) + v * newest item's table row), session(w) = normalise(normalised
     # session mean + w * newest item's embedding), as the model pools and retrieval adds: two encodings
     # serve every (w, v)
     weight = encoder.model.last_item_weight
-    rows = lookup_rows(data.codes, data.locales, newest_items(catalog, sessions), sessions.locale)
     with torch.no_grad():
         learned = weight.item()
         weight.fill_(0.0)

@@ -70,12 +70,16 @@ class TitleGenerator:
         """Source texts with the titles (most recent first) and drafts they hold, for every session."""
         if self.catalog is None:
             raise RuntimeError("TitleGenerator.generate needs a catalog: call .fit(catalog, train) first")
+        self._build_lookups()
+        return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe,
+                              self._siblings, self.config.siblings, grid=self._grid, n_drafts=self.config.drafts)
+
+    def _build_lookups(self) -> None:
+        """The catalog indexes the sources need (siblings, drafts), built once per catalog."""
         if self.config.siblings and self._siblings is None:
             self._siblings = SiblingTitles(self.catalog)
         if self.config.drafts and self._grid is None:
             self._grid = GridTitle().fit(self.catalog)
-        return session_inputs(self.catalog, sessions, self.config.k, self.config.attributes, self.config.dedupe,
-                              self._siblings, self.config.siblings, grid=self._grid, n_drafts=self.config.drafts)
 
     def generate(self, sessions: Sessions, batch_size: int | None = None, progress: bool = True) -> list[str]:
         """One generated title per session, in the sessions' order."""
@@ -114,6 +118,8 @@ class TitleGenerator:
 
     def with_k(self, k: int) -> "TitleGenerator":
         """This generator reading the last ``k`` products (same weights), e.g. for the K ablation."""
+        if self.catalog is not None:  # built before copying, so that every K shares them
+            self._build_lookups()
         twin = copy.copy(self)
         twin.config = dataclasses.replace(self.config, k=k)
         return twin
