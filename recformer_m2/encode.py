@@ -30,11 +30,8 @@ def catalog_items(catalog: Catalog, rows: np.ndarray, attributes: tuple[str, ...
 
 def newest_items(catalog: Catalog, sessions: Sessions) -> np.ndarray:
     """Code of each session's newest item sold in its locale (the last of :func:`session_items`); -1 if none."""
-    owner = sessions.session_index
-    known = np.flatnonzero(catalog.rows(sessions.items, sessions.locale[owner]) >= 0)
-    last = np.full(len(sessions), -1, dtype=np.int64)
-    np.maximum.at(last, owner[known], known)
-    return np.where(last >= 0, sessions.items[np.maximum(last, 0)].astype(np.int64), -1)
+    newest = catalog.newest_sold(sessions)
+    return np.where(newest >= 0, sessions.items[np.maximum(newest, 0)].astype(np.int64), -1)
 
 
 def session_items(catalog: Catalog, sessions: Sessions, attributes: tuple[str, ...] = ATTRIBUTES) -> list[list[Item]]:

@@ -71,3 +71,10 @@ def test_newest_items_skip_products_not_sold_in_the_locale(tmp_path, cache_dir):
     data = M2Data(write_m2_folder(tmp_path / "d", products, sessions), cache_dir=cache_dir)
     b, c = data.catalog.codes(["B", "C"])
     assert newest_items(data.catalog, data.train).tolist() == [b, b, -1, c]
+    # the same positions give the titles heuristics' rows: the session's own-locale row, -1 when none
+    from recformer_m2.titles.grid import _last_rows
+    newest = data.catalog.newest_sold(data.train)
+    assert newest.tolist() == [1, 2, -1, 6]  # positions in the flat item array (sessions of 2, 2, 1, 2 items)
+    expected = [data.catalog.rows(np.array([code]), loc)[0] if code >= 0 else -1
+                for code, loc in zip(newest_items(data.catalog, data.train), data.train.locale)]
+    assert _last_rows(data.catalog, data.train).tolist() == expected

@@ -278,6 +278,15 @@ class Catalog:
         """Table rows of (code, locale) pairs; ``-1`` where the product is not sold in that locale."""
         return self._rows[locale, codes]
 
+    def newest_sold(self, sessions: "Sessions") -> np.ndarray:
+        """Position in ``sessions.items`` of each session's newest item sold in the session's locale (the
+        last one that has text there); ``-1`` for a session with none."""
+        owner = sessions.session_index
+        sold = np.flatnonzero(self.rows(sessions.items, sessions.locale[owner]) >= 0)
+        newest = np.full(len(sessions), -1, dtype=np.int64)
+        np.maximum.at(newest, owner[sold], sold)
+        return newest
+
     def locale_codes(self, locale: str | int) -> np.ndarray:
         """Codes of every product sold in a locale, ascending."""
         loc = LOCALES.index(locale) if isinstance(locale, str) else locale

@@ -466,11 +466,7 @@ def _model_edits(base: ParsedTitle, vector: tuple, combo: tuple, listed: list[Pa
 
 def _last_rows(catalog: Catalog, sessions: Sessions) -> np.ndarray:
     """Catalog row of each session's last product with a row in its locale (``-1`` when none has one)."""
-    owner = sessions.session_index
-    rows = catalog.rows(sessions.items, sessions.locale[owner])
-    titled = rows >= 0
-    last = np.full(len(sessions), -1, dtype=np.int64)
-    np.maximum.at(last, owner[titled], np.flatnonzero(titled))  # latest titled position per session
-    out = np.full(len(sessions), -1, dtype=np.int64)
-    out[last >= 0] = rows[last[last >= 0]]
-    return out
+    newest = catalog.newest_sold(sessions)
+    safe = np.maximum(newest, 0)
+    rows = catalog.rows(sessions.items[safe], sessions.locale)
+    return np.where(newest >= 0, rows, -1).astype(np.int64)
