@@ -57,6 +57,10 @@ class FinetuneConfig:
     valid_fraction: float = 0.1
     max_valid_per_locale: int = 500
     split_seed: int = 0
+    train_fraction: float = 1.0
+    """Train on this seeded share of the training sessions (whole sessions, drawn after the validation split
+    is carved, so validation is the same): learning curves, e.g. how much pretraining gains when the
+    target locales have little data."""
     seed: int = 0
     num_negatives: int | None = None
     """None: full softmax over the item table; else this many sampled negatives (never the positive)."""
@@ -123,6 +127,12 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
     position[item_locales, codes] = np.arange(len(codes))
     train, valid = locale_split(data.train, locales, config.valid_fraction, config.split_seed,
                                 config.max_valid_per_locale)
+    if not 0.0 < config.train_fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {config.train_fraction}")
+    if config.train_fraction < 1.0:
+        keep = np.random.default_rng(config.split_seed).random(len(train)) < config.train_fraction
+        logger.info("training on %d of %d sessions (train_fraction %g)", keep.sum(), len(train), config.train_fraction)
+        train = train.select(keep)
     prior = None
     if config.popularity_prior:  # from the sessions trained on only: validation targets stay unseen
         prior = np.log1p(occurrence_counts(train, catalog.num_ids)[item_locales, codes]).astype(np.float32)

@@ -1,6 +1,7 @@
 """Two-stage finetuning end to end on tiny data: both stages, exact resume, the embedding cache key, the API."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,23 @@ def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, 
         brute = table[mine] @ query + keys["bias"].to_numpy()[mine]
         order = np.argsort(-brute)[:5]
         np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
+
+
+def _signatures(sessions) -> Counter:
+    return Counter((tuple(sessions[i].tolist()), int(sessions.next_item[i]), int(sessions.locale[i]))
+                   for i in range(len(sessions)))
+
+
+def test_train_fraction_keeps_a_seeded_share_of_training_sessions_and_the_same_validation(tiny_data):
+    data = M2Data(tiny_data / "data")
+    config = dict(prefix_examples=False, popularity_prior=False)
+    full = ft.prepare_data(data, tiny_config(**config))
+    half = ft.prepare_data(data, tiny_config(**config, train_fraction=0.5))
+    again = ft.prepare_data(data, tiny_config(**config, train_fraction=0.5))
+    assert _signatures(half.valid) == _signatures(full.valid)
+    kept = _signatures(half.train)
+    assert not kept - _signatures(full.train)  # a sub-multiset of the full training sessions
+    assert 0.25 * len(full.train) < len(half.train) < 0.75 * len(full.train)
+    assert kept == _signatures(again.train)  # the same share on every run (resume, comparisons)
+    with pytest.raises(ValueError, match="train_fraction"):
+        ft.prepare_data(data, tiny_config(train_fraction=0.0))
