@@ -93,6 +93,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         overrides["methods"] = args.methods.split(",")
     if args.stages is not None:
         overrides["stages"] = [x for x in args.stages.split(",") if x]
+    if args.transfer_fractions is not None:
+        overrides["transfer_fractions"] = [float(x) for x in args.transfer_fractions.split(",") if x]
     config = load_config(PipelineConfig, args.config, overrides)
     results = run_pipeline(config)
     for name in ("task1", "task2", "task3"):
@@ -170,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--methods", default=None, help="comma-separated next-item heuristics")
     p.add_argument("--stages", default=None, help="comma-separated trained stages ('' for heuristics only)")
+    p.add_argument("--transfer-fractions", default=None,
+                   help="comma-separated shares of the ES/FR/IT training sessions (e.g. 0.1,0.25): a learning "
+                        "curve of supervised vs pretrained+ft Recformer finetuning, as extra task-2 rows")
     p.set_defaults(func=cmd_pipeline)
     return parser
 

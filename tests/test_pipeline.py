@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -92,12 +93,16 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
     from recformer_m2 import pipeline
 
     out, _ = heuristics_run
-    config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config="finetune/configs/tiny.json")
+    config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config="finetune/configs/tiny.json",
+                            transfer_fractions=[0.5])
     assert config.parallel_finetune
     rows = pipeline.train_recformer(out / "data", tmp_path, config)
-    assert set(rows[2]) == {"recformer (zero-shot)", "recformer (supervised)", "recformer (pretrained+ft)"}
-    for run in ("finetune-supervised", "finetune-pretrained"):
+    assert set(rows[2]) == {"recformer (zero-shot)", "recformer (supervised)", "recformer (pretrained+ft)",
+                            "recformer (supervised, 50% data)", "recformer (pretrained+ft, 50% data)"}
+    for run in ("finetune-supervised", "finetune-pretrained", "finetune-supervised-50pct", "finetune-pretrained-50pct"):
         assert (tmp_path / run / "done").exists() and (tmp_path / run / "best" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "finetune-pretrained-50pct" / "finetune_config.json").read_text())["train_fraction"] == 0.5
+    assert pipeline.transfer_models(2, rows[2]) == [tmp_path / "finetune-pretrained" / "best"]  # curve rows not fused
     assert "finetuning done" in (tmp_path / "finetune-supervised" / "finetune.log").read_text()
 
     def no_training(*args, **kwargs):
