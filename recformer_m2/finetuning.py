@@ -131,6 +131,8 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
         raise ValueError(f"train_fraction must be in (0, 1], got {config.train_fraction}")
     if config.train_fraction < 1.0:
         keep = np.random.default_rng(config.split_seed).random(len(train)) < config.train_fraction
+        if not keep.any():
+            raise ValueError(f"train_fraction {config.train_fraction} keeps none of the {len(train)} training sessions")
         logger.info("training on %d of %d sessions (train_fraction %g)", keep.sum(), len(train), config.train_fraction)
         train = train.select(keep)
     prior = None

@@ -230,3 +230,5 @@ def test_train_fraction_keeps_a_seeded_share_of_training_sessions_and_the_same_v
     assert kept == _signatures(again.train)  # the same share on every run (resume, comparisons)
     with pytest.raises(ValueError, match="train_fraction"):
         ft.prepare_data(data, tiny_config(train_fraction=0.0))
+    with pytest.raises(ValueError, match="keeps none"):
+        ft.prepare_data(data, tiny_config(train_fraction=1e-9))
