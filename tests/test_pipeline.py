@@ -86,6 +86,22 @@ def test_cli_pipeline_prints_the_task_tables_and_timing(tmp_path, capsys):
     assert "== task2 ==" in printed and "== wall-clock seconds per stage ==" in printed and "report:" in printed
 
 
+def test_cli_pipeline_passes_the_transfer_fractions_on(tmp_path, monkeypatch):
+    from recformer_m2 import cli, pipeline
+
+    seen = {}
+
+    def capture(config):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["pipeline", "--out", str(tmp_path), "--transfer-fractions", "0.1,0.25"])
+    assert seen["config"].transfer_fractions == [0.1, 0.25]
+    assert PipelineConfig().transfer_fractions == []  # off in the main job
+
+
 @pytest.mark.slow
 def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_run, tmp_path, monkeypatch):
     """The supervised finetuning runs in a second process; both finetuned models and the pretrained one come
