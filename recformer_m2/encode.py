@@ -34,6 +34,12 @@ def newest_items(catalog: Catalog, sessions: Sessions) -> np.ndarray:
     return np.where(newest >= 0, sessions.items[np.maximum(newest, 0)].astype(np.int64), -1)
 
 
+def newest_item_rows(catalog: Catalog, sessions: Sessions, codes: np.ndarray, locales: np.ndarray) -> np.ndarray:
+    """Row of each session's newest item (:func:`newest_items`) among the item rows (``codes``, ``locales``)
+    a query is built against (:func:`~recformer_m2.index.retrieval_queries`); -1 where it has none."""
+    return lookup_rows(codes, locales, newest_items(catalog, sessions), sessions.locale)
+
+
 def session_items(catalog: Catalog, sessions: Sessions, attributes: tuple[str, ...] = ATTRIBUTES) -> list[list[Item]]:
     """Each session's items (oldest first) as attribute sentences; items not sold in the session's
     locale have no text there and are left out."""
@@ -136,7 +142,7 @@ def retrieve(
     items = encoder.encode_items(catalog_items(catalog, catalog.rows(codes, item_locales)), progress=progress)
     index = ItemIndex(index_config).build(items, codes, item_locales)
     queries = encoder.encode_sessions(session_items(catalog, sessions), progress=progress)
-    rows = lookup_rows(codes, item_locales, newest_items(catalog, sessions), sessions.locale)
+    rows = newest_item_rows(catalog, sessions, codes, item_locales)
     queries = retrieval_queries(queries, encoder.model.config.table_item_weight, items, rows)
     ranked, _ = index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
     return ranked

@@ -28,9 +28,9 @@ from .batching import length_grouped
 from .config import load_config, save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions, locale_split
-from .encode import RecformerEncoder, catalog_items, newest_items, session_items
+from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_items
 from .heuristics import occurrence_counts
-from .index import ItemIndex, lookup_rows, retrieval_queries
+from .index import ItemIndex, retrieval_queries
 from .metrics import rank_metrics
 from .models import RecformerConfig, RecformerForSeqRec, RecformerModel
 
@@ -214,7 +214,7 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
     index = ItemIndex().build(table, data.codes, data.locales, bias)
     texts = session_items(catalog, sessions)
     exclude = sessions.to_lists()
-    rows = lookup_rows(data.codes, data.locales, newest_items(catalog, sessions), sessions.locale)  # newest items
+    rows = newest_item_rows(catalog, sessions, data.codes, data.locales)
 
     def score(queries: np.ndarray) -> dict[str, float]:
         ranked, _ = index.search(queries, sessions.locale, k, exclude=exclude)

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES, LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions
-from .encode import RecformerEncoder, catalog_items, newest_items, session_items
-from .index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
+from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_items
+from .index import IndexConfig, ItemIndex, retrieval_queries
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Recommender:
         self.cache_dir = cache_dir
         self._index: ItemIndex | None = None
         self._indexed: tuple[int, ...] = ()
-        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (embeddings, codes, locales) indexed
+        self._indexed_items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (embeddings, codes, locales)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, data: str | Path | M2Data, device: str | None = None,
@@ -175,7 +175,7 @@ class Recommender:
                     bias[covered] = self.item_table["bias"].to_numpy(np.float32)[rows]
             self._index = ItemIndex(self.index_config).build(embeddings, codes, item_locales, bias)
             self._indexed = wanted
-            self._rows = (embeddings, codes, item_locales)
+            self._indexed_items = (embeddings, codes, item_locales)
         return self._index
 
     def recommend_codes(self, sessions: Sessions, k: int = TOP_K, progress: bool = True) -> np.ndarray:
@@ -189,8 +189,8 @@ class Recommender:
         vector plus ``config.table_item_weight`` times the newest item's indexed embedding, normalised."""
         index = self._ensure_index(sessions.locale)
         queries = self.encoder.encode_sessions(session_items(self.catalog, sessions), progress=progress)
-        embeddings, codes, locales = self._rows
-        rows = lookup_rows(codes, locales, newest_items(self.catalog, sessions), sessions.locale)
+        embeddings, codes, locales = self._indexed_items
+        rows = newest_item_rows(self.catalog, sessions, codes, locales)
         queries = retrieval_queries(queries, self.encoder.model.config.table_item_weight, embeddings, rows)
         return index.search(queries, sessions.locale, k, exclude=sessions.to_lists())
 
