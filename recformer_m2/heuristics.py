@@ -180,13 +180,9 @@ class LastTitle:
         return self
 
     def generate(self, sessions: Sessions) -> list[str]:
-        owner = sessions.session_index
-        rows = self.catalog.rows(sessions.items, sessions.locale[owner])
-        titled = rows >= 0
-        last = np.full(len(sessions), -1, dtype=np.int64)
-        np.maximum.at(last, owner[titled], np.flatnonzero(titled))  # latest titled position per session
-        titles = self.catalog.table["title"].to_numpy()
-        return [titles[rows[p]] if p >= 0 else "" for p in last]
+        from .titles.heuristics import last_titles  # the one implementation, shared with the title methods
+
+        return last_titles(self.catalog, sessions)
 
 
 RANKING_METHODS: dict[str, type[SessionRecommender]] = {"popularity": Popularity, "covisitation": CoVisitation}
