@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from recformer_m2.constants import TOP_K
+from recformer_m2.metrics import metrics_from_ranks, score_ranks
 
 from .base import SessionModel
 from .config import BaselineConfig
@@ -42,13 +43,6 @@ def masked_scores(
     if allowed is not None:
         scores.masked_fill_(~allowed[batch.locale], float("-inf"))
     return scores
-
-
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1-based rank of each target among (B, N) scores; a masked (-inf) or unknown target ranks last."""
-    target_scores = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
-    ranks = (scores > target_scores).sum(1) + 1
-    return torch.where(torch.isfinite(target_scores.squeeze(1)), ranks, torch.full_like(ranks, scores.size(1)))
 
 
 class _Indices(Dataset):
@@ -111,13 +105,12 @@ class BaselineModule(L.LightningModule):
 
     def validation_step(self, batch: SessionBatch, batch_idx: int) -> None:
         scores = masked_scores(self.model, batch, self.config.exclude_session_items, self.allowed)
-        self._ranks.append(target_ranks(scores, batch.targets).cpu())
+        self._ranks.append(score_ranks(scores, batch.targets).cpu())  # ties count against the target
 
     def on_validation_epoch_end(self) -> None:
-        ranks = torch.cat(self._ranks).double()
-        hit = ranks <= TOP_K
-        self.log(MONITOR, torch.where(hit, 1.0 / ranks, 0.0).mean().item(), prog_bar=True)
-        self.log("val_recall", hit.double().mean().item())
+        metrics = metrics_from_ranks(torch.cat(self._ranks).numpy(), TOP_K)
+        self.log(MONITOR, float(metrics["mrr"].mean()), prog_bar=True)
+        self.log("val_recall", float(metrics["recall"].mean()))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)

@@ -97,7 +97,21 @@ def target_ranks(predictions: np.ndarray | Sequence[Sequence[Any]], targets: np.
     return _ranks_generic(predictions, targets, k)
 
 
-def _metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
+def score_ranks(scores: Any, targets: Any) -> Any:
+    """1-based rank of each row's target column among (B, N) ``scores``, 0 when the target cannot be
+    recommended (its score is -inf, i.e. masked, or NaN). Ties count against the target: it ranks below
+    every item scoring the same, so a model that scores everything alike earns nothing. Takes numpy arrays
+    or torch tensors (``targets``: (B,) column indices) and returns the same kind."""
+    if isinstance(scores, np.ndarray):
+        target_scores = np.take_along_axis(scores, np.asarray(targets, dtype=np.int64)[:, None], axis=1)  # (B, 1)
+        ranks = (scores >= target_scores).sum(axis=1)  # (B, N) -> (B,), the target counts itself
+        return np.where(target_scores[:, 0] > -np.inf, ranks, 0)
+    target_scores = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
+    ranks = (scores >= target_scores).sum(1)  # (B, N) -> (B,), the target counts itself
+    return ranks.where(target_scores.squeeze(1) > float("-inf"), ranks.new_zeros(()))
+
+
+def metrics_from_ranks(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Per-row MRR, Recall and NDCG at k from 1-based ranks (0 = absent)."""
     hit = (ranks > 0) & (ranks <= k)
     safe = np.where(hit, ranks, 1).astype(np.float64)  # avoids 1/0 where there is no hit
@@ -117,7 +131,7 @@ def rank_metrics(predictions: np.ndarray | Sequence[Sequence[Any]], targets: np.
     holds one id per row. Duplicates in a row count at their first occurrence, so
     repeating the target cannot raise a score.
     """
-    return _metrics_from_ranks(target_ranks(predictions, targets, k), k)
+    return metrics_from_ranks(target_ranks(predictions, targets, k), k)
 
 
 def _locale_masks(locales: Sequence[str], n: int) -> list[tuple[str, np.ndarray]]:
@@ -144,7 +158,7 @@ def evaluate_rankings(predictions: np.ndarray | Sequence[Sequence[Any]], targets
         raise ValueError("ks must name at least one cut-off")
     ranks = target_ranks(predictions, targets, max(ks))
     groups = _locale_masks(locales, len(ranks)) + [(OVERALL, np.ones(len(ranks), dtype=bool))]
-    per_k = {k: _metrics_from_ranks(ranks, k) for k in ks}
+    per_k = {k: metrics_from_ranks(ranks, k) for k in ks}
     rows = []
     for name, mask in groups:
         n = int(mask.sum())

@@ -15,7 +15,7 @@ from id_baselines.api import BaselineRecommender
 from id_baselines.data import (
     GraphCollator, ItemVocab, LengthBucketBatches, PadCollator, SessionExamples, session_graph, sessions_to_vocab,
 )
-from id_baselines.training import checkpoint_state
+from id_baselines.training import BaselineModule, checkpoint_state
 from recformer_m2.constants import LOCALES, TASK_LOCALES
 from recformer_m2.data import M2Data, Sessions
 from recformer_m2.metrics import evaluate_rankings, rank_metrics
@@ -220,6 +220,24 @@ def test_full_sort_predict_excludes_session_items():
         excluded = model.full_sort_predict(batch)
     assert torch.isinf(excluded.gather(1, batch.items)).all()
     assert (excluded.argmax(1) != batch.items[:, 0]).all()
+
+
+def test_validation_counts_ties_against_the_target(monkeypatch: pytest.MonkeyPatch):
+    # All weights zero: every item scores 0, so the target ties with all 19 unmasked items (20 columns, padding
+    # masked) and ranks 19th: MRR 1/19. Ranks that broke ties in the target's favour gave MRR 1 and Recall 1.
+    model = build_model("gru4rec", 21, tiny_config())
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    module = BaselineModule(model, tiny_config())
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kwargs: logged.__setitem__(name, value))
+    # one session item excluded (-inf) besides padding: 21 - 2 = 19 columns tie with the target
+    batch = PadCollator(SessionExamples.for_prediction(make_sessions([[1], [2]], [5, 7])), 4)([0, 1])
+    module.on_validation_epoch_start()
+    module.validation_step(batch, 0)
+    module.on_validation_epoch_end()
+    assert logged["val_mrr"] == pytest.approx(1 / 19) and logged["val_recall"] == 1.0
 
 
 # --- transfer (finetune mode) ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from recformer_m2.metrics import evaluate_rankings, rank_metrics, target_ranks, title_bleu
+from recformer_m2.metrics import evaluate_rankings, rank_metrics, score_ranks, target_ranks, title_bleu
 
 
 def test_ranks_one_three_and_absent():
@@ -74,6 +74,27 @@ def test_vectorised_path_matches_row_by_row_reference():
     slow = target_ranks([list(row) for row in predictions], list(targets), k=20)
     np.testing.assert_array_equal(fast, slow)
     assert (fast > 0).any() and (fast == 0).any()
+
+
+def test_score_ranks_count_ties_against_the_target_on_numpy_and_torch():
+    # Row 0: target 1 ties with column 2 (0.5) below column 0 (0.9): rank 3, not 2.
+    # Row 1: every score equal: the target ranks last (4). Row 2: target masked (-inf): absent (0).
+    # Row 3: a strict winner ranks 1.
+    scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0], [1.0, 2.0, -np.inf, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    targets = np.array([1, 0, 2, 3])
+    np.testing.assert_array_equal(score_ranks(scores, targets), [3, 4, 0, 1])
+    torch = pytest.importorskip("torch")
+    ranks = score_ranks(torch.tensor(scores, dtype=torch.float32), torch.tensor(targets))
+    assert isinstance(ranks, torch.Tensor) and ranks.tolist() == [3, 4, 0, 1]
+
+
+def test_score_ranks_agree_with_target_ranks_of_a_stable_descending_sort_without_ties():
+    # Without ties the rank from scores is the target's place in the sorted list.
+    rng = np.random.default_rng(1)
+    scores = rng.permutation(200 * 50).reshape(200, 50).astype(np.float64)
+    targets = rng.integers(0, 50, size=200)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    np.testing.assert_array_equal(score_ranks(scores, targets), target_ranks(order, targets, k=50))
 
 
 def test_string_row_is_refused():
