@@ -5,12 +5,15 @@ item table; the session encoder then trains against it (full-softmax cross-entro
 Stage 2: the table of the best stage-1 epoch stays frozen and the encoder keeps training.
 One loop serves both stages; early stopping watches validation MRR@100 (a split carved from the
 training sessions, never the test ground truth); the best encoder lands in ``OUT/best`` with its item
-table; ``OUT/checkpoints/last.pt`` is rewritten atomically after every epoch so a crashed run resumes
-from the last finished epoch.
+table; ``OUT/checkpoints/last.safetensors`` (tensors, with the scalars and the run's configuration as
+JSON in its header: nothing is unpickled) is rewritten atomically after every epoch so a crashed run
+resumes from the last finished epoch. A resume with another configuration is refused, naming the fields
+that differ, unless ``force_new_config``; ``OUT/run.lock`` refuses a second live run into the same OUT.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +21,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,12 +37,21 @@ from .heuristics import occurrence_counts
 from .index import ItemIndex, retrieval_queries
 from .metrics import rank_metrics
 from .models import RecformerConfig, RecformerForSeqRec, RecformerModel
+from .models.folders import ModelFolderError, check_model_folder, check_resume_config, check_safetensors
+from .run_lock import output_lock
 
 logger = logging.getLogger(__name__)
 
 TABLE_FILE = "item_table.npy"
 TABLE_KEYS_FILE = "item_table.parquet"
-STAGE1_BEST = "stage1_best.pt"
+CONFIG_FILE = "finetune_config.json"
+"""Written into ``best`` (and OUT): a folder holding it is a finetuning output, which must carry its item table."""
+LAST = "last.safetensors"
+STAGE1_BEST = "stage1_best.safetensors"
+OLD_PICKLES = ("last.pt", "stage1_best.pt")
+"""Resume files of earlier versions: pickles, never loaded (unpickling runs whatever code the file names)."""
+RESUME_IGNORED = ("device",)
+"""FinetuneConfig fields a resumed run may change: they do not change what is computed."""
 
 
 @dataclass
@@ -170,6 +183,7 @@ def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, ou
             scratch.pooler_type = config.pooler_type
         torch.manual_seed(config.seed)
         return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
+    check_model_folder(pretrained)
     new_weights = ["prior_weight"]
     overrides = {}
     if config.pooler_type is not None:
@@ -265,16 +279,148 @@ def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: Fi
     if bias is not None:
         keys["bias"] = bias
     keys.to_parquet(tmp / TABLE_KEYS_FILE, index=False)
-    save_config(config, tmp / "finetune_config.json")
+    save_config(config, tmp / CONFIG_FILE)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
 
 
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a broken last.pt
+def read_item_table(folder: str | Path, hidden_size: int) -> pd.DataFrame | None:
+    """The frozen item table a finetuning ``best`` folder carries: its keys (``id``, ``locale``, ``bias``) with
+    a ``row`` column and the ``(N, D)`` embeddings in ``attrs["embeddings"]``; None for a folder written
+    without one (a pretraining ``final``: a warning says so). A finetuning folder (``finetune_config.json``)
+    whose table is missing, damaged or of other row counts than its keys raises naming the file."""
+    folder = Path(folder)
+    table_path, keys_path = folder / TABLE_FILE, folder / TABLE_KEYS_FILE
+    finetuned = (folder / CONFIG_FILE).is_file()
+    if not finetuned and not table_path.exists() and not keys_path.exists():
+        logger.warning("%s has no item table (%s; a pretraining folder): every item is encoded by the encoder "
+                       "and no popularity prior is added", folder, TABLE_FILE)
+        return None
+    for path in (table_path, keys_path):
+        if not path.is_file():
+            raise ModelFolderError(path, f"{folder}: {path.name} missing (the finetuned item table and popularity "
+                                         f"prior{' that ' + CONFIG_FILE + ' says it was trained with' if finetuned else ''})")
+    try:
+        embeddings = np.load(table_path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as err:
+        raise ModelFolderError(table_path, f"{table_path}: damaged ({err})") from None
+    try:
+        keys = pd.read_parquet(keys_path)
+    except (ValueError, OSError) as err:
+        raise ModelFolderError(keys_path, f"{keys_path}: damaged ({err})") from None
+    if embeddings.ndim != 2 or embeddings.shape[1] != hidden_size:
+        raise ModelFolderError(table_path, f"{table_path}: shape {embeddings.shape}, expected (N, {hidden_size}) "
+                                           "(the model's hidden size)")
+    if len(embeddings) != len(keys):
+        raise ModelFolderError(table_path, f"{table_path} has {len(embeddings)} rows but {keys_path.name} has "
+                                           f"{len(keys)}")
+    missing = {"id", "locale"} - set(keys.columns)
+    if missing:
+        raise ModelFolderError(keys_path, f"{keys_path}: column(s) {sorted(missing)} missing")
+    keys["row"] = np.arange(len(keys))
+    keys.attrs["embeddings"] = embeddings
+    return keys
+
+
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def save_state(path: Path, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+    """``tensors`` as safetensors with ``values`` as JSON in its header; written to a temporary name and
+    renamed, so a crash mid-write never leaves a broken file. Loading it unpickles nothing."""
+    from safetensors.torch import save_file
+
+    plain, storages = {}, set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.numel() and tensor.untyped_storage().data_ptr() in storages:
+            tensor = tensor.clone()  # safetensors refuses tensors sharing memory
+        if tensor.numel():
+            storages.add(tensor.untyped_storage().data_ptr())
+        plain[name] = tensor
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(plain, str(tmp), metadata={"state": json.dumps(values)})
+    os.replace(tmp, path)
+
+
+def read_state_values(path: Path) -> dict[str, Any]:
+    """The JSON values of a :func:`save_state` file, from its header only."""
+    from safetensors import SafetensorError, safe_open
+
+    check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("state", "{}"))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ModelFolderError(path, f"{path}: damaged resume file ({err}); delete it to start over") from None
+
+
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, values) of a :func:`save_state` file; a missing or damaged file raises naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise ModelFolderError(path, f"{path}: missing; delete {path.parent} to start over")
+    values = read_state_values(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, values
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ModelFolderError(path, f"{path}: damaged resume file ({err}); delete it to start over") from None
+
+
+def _config_values(config: FinetuneConfig) -> dict[str, Any]:
+    """The config as its JSON round trip gives it back (tuples as lists), for comparisons with a saved one."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _save_last(path: Path, model: RecformerForSeqRec, state: dict, config: FinetuneConfig) -> None:
+    """The resume state: weights, optimizer slots and RNG states as tensors; progress, the optimizer's
+    hyper-parameters and the run's configuration as JSON."""
+    tensors = _prefixed("model.", model.state_dict())
+    values = {k: state[k] for k in ("stage", "epoch", "best", "bad_epochs")}
+    values["config"] = _config_values(config)
+    if state.get("optimizer") is not None:
+        slots = {}
+        for pid, slot in state["optimizer"]["state"].items():
+            for key, value in slot.items():
+                if torch.is_tensor(value):
+                    tensors[f"optimizer.{pid}.{key}"] = value
+                else:
+                    slots[f"{pid}.{key}"] = value
+        values["optimizer"] = {"param_groups": state["optimizer"]["param_groups"], "slots": slots}
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_state(path, tensors, values)
+
+
+def _load_last(path: Path, model: RecformerForSeqRec) -> dict:
+    """Restore weights and RNG states from :func:`_save_last`'s file; returns the progress state."""
+    tensors, values = read_state(path)
+    model.load_state_dict(_unprefixed("model.", tensors))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(len(tensors)) if f"rng.cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    state = {k: values[k] for k in ("stage", "epoch", "best", "bad_epochs")}
+    state["optimizer"] = None
+    if "optimizer" in values:
+        slots: dict[int, dict] = {}
+        for name, value in _unprefixed("optimizer.", tensors).items():
+            pid, key = name.split(".", 1)
+            slots.setdefault(int(pid), {})[key] = value
+        for name, value in values["optimizer"]["slots"].items():
+            pid, key = name.split(".", 1)
+            slots.setdefault(int(pid), {})[key] = value
+        state["optimizer"] = {"state": slots, "param_groups": values["optimizer"]["param_groups"]}
+    return state
 
 
 def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneData, catalog: Catalog,
@@ -289,7 +435,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
     if state.get("optimizer") is not None and state["stage"] == stage:
         optimizer.load_state_dict(state["optimizer"])
     if stage == 2:
-        table = torch.load(out / "checkpoints" / STAGE1_BEST, map_location="cpu", weights_only=False)["table"]
+        table = read_state(out / "checkpoints" / STAGE1_BEST)[0]["table"].numpy()
     session_texts = session_items(catalog, data.train)
     session_lengths = np.array([len(items) for items in session_texts])
     for epoch in range(state["epoch"], epochs):
@@ -336,19 +482,40 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             state["best"], state["bad_epochs"] = metrics["mrr@100"], 0
             _save_best(model, tokenizer, table, data, catalog, config, record, out / "best")
             if stage == 1:  # stage 2 starts from these weights and keeps this table frozen
-                _save_state(out / "checkpoints" / STAGE1_BEST, {"model": model.state_dict(), "table": table})
+                save_state(out / "checkpoints" / STAGE1_BEST,
+                           {**_prefixed("model.", model.state_dict()), "table": torch.from_numpy(table)}, {})
         else:
             state["bad_epochs"] += 1
-        state.update(stage=stage, epoch=epoch + 1, optimizer=optimizer.state_dict(), model=model.state_dict(),
-                     torch_rng=torch.get_rng_state())
-        _save_state(out / "checkpoints" / "last.pt", state)
+        state.update(stage=stage, epoch=epoch + 1, optimizer=optimizer.state_dict())
+        _save_last(out / "checkpoints" / LAST, model, state, config)
 
 
-def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | Path, config: FinetuneConfig) -> Path:
-    """Finetune and return ``OUT/best``; restarts from ``OUT/checkpoints/last.pt`` when it exists."""
+def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | Path, config: FinetuneConfig,
+                   force_new_config: bool = False) -> Path:
+    """Finetune and return ``OUT/best``; resumes from ``OUT/checkpoints/last.safetensors`` when it exists.
+
+    A resume whose configuration differs from the one the checkpoint was saved under raises
+    :class:`~recformer_m2.models.folders.ConfigMismatchError` naming the fields, unless ``force_new_config``;
+    a second live run into the same OUT raises :class:`~recformer_m2.run_lock.RunLockedError`."""
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "finetune_config.json")
+    with output_lock(out):
+        return _run_finetuning(data_dir, pretrained, out, config, force_new_config)
+
+
+def _run_finetuning(data_dir: str | Path, pretrained: str | Path, out: Path, config: FinetuneConfig,
+                    force_new_config: bool) -> Path:
+    last = out / "checkpoints" / LAST
+    if not last.exists():
+        for old in OLD_PICKLES:
+            if (out / "checkpoints" / old).exists():
+                raise ModelFolderError(out / "checkpoints" / old, (
+                    f"{out / 'checkpoints' / old}: a resume file of an earlier version (a pickle, which is not "
+                    f"loaded: it could run code); delete {out / 'checkpoints'} to start over"))
+    else:  # before anything in OUT is rewritten under the new settings
+        check_resume_config(last, read_state_values(last).get("config", {}), _config_values(config),
+                            force_new_config, RESUME_IGNORED)
+    save_config(config, out / CONFIG_FILE)
     data = M2Data(data_dir)
     model, tokenizer = load_seqrec(pretrained, data, config, out)
     fdata = prepare_data(data, config, max_items=model.config.max_item_embeddings - 1)
@@ -358,12 +525,9 @@ def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | 
     if model.config.pooler_type == "mean_last" and config.last_item_grid:  # chosen on validation, not learned
         _encoder_of(model).last_item_weight.requires_grad_(False)
     model.to(_device(config.device))
-    last = out / "checkpoints" / "last.pt"
     state = {"stage": 1, "epoch": 0, "best": -1.0, "bad_epochs": 0, "optimizer": None}
     if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        torch.set_rng_state(state["torch_rng"])
+        state = _load_last(last, model)
         logger.info("resuming from %s: stage %d, %d epoch(s) done", last, state["stage"], state["epoch"])
     start = time.perf_counter()
     for stage in (1, 2):
@@ -371,10 +535,9 @@ def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | 
             continue
         run_stage(stage, model, tokenizer, fdata, data.catalog, config, out, state)
         if stage == 1:  # stage 2: the best stage-1 weights, a fresh optimizer, patience reset
-            model.load_state_dict(torch.load(last.parent / STAGE1_BEST, map_location="cpu", weights_only=False)["model"])
-            state.update(stage=2, epoch=0, bad_epochs=0, optimizer=None, model=model.state_dict(),
-                         torch_rng=torch.get_rng_state())
-            _save_state(last, state)
+            model.load_state_dict(_unprefixed("model.", read_state(last.parent / STAGE1_BEST)[0]))
+            state.update(stage=2, epoch=0, bad_epochs=0, optimizer=None)
+            _save_last(last, model, state, config)
     logger.info("finetuning done in %.0f s; best validation MRR@100 %.4f in %s", time.perf_counter() - start,
                 state["best"], out / "best")
     return out / "best"

@@ -60,25 +60,41 @@ def test_both_stages_run_and_best_loads(finished_run, tiny_data):
         assert not set(row[row >= 0]) & set(session)
 
 
-def test_crash_and_resume_gives_the_same_model(finished_run, tiny_data, tmp_path, monkeypatch):
+def _last_weights(out: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = ft.read_state(out / "checkpoints" / ft.LAST)
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def test_crash_after_last_mid_stage_resumes_and_gives_the_same_model(finished_run, tiny_data, tmp_path, monkeypatch,
+                                                                     caplog):
+    """Killed right after the first ``last`` is written (stage 1, epoch 1 of 2), the rerun resumes from it:
+    the log says so, the history holds each epoch once, and best metrics and final weights are the
+    uninterrupted run's. With the resume branch removed the rerun starts over and this fails."""
     out_full, _ = finished_run
     out = tmp_path / "crashy"
-    real_save = ft._save_state
-    calls = {"n": 0}
+    real_save = ft.save_state
 
-    def crash_after_first_checkpoint(path, state):
-        real_save(path, state)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt("simulated kill right after the first epoch's checkpoint")
+    def crash_after_first_last(path, tensors, values):
+        real_save(path, tensors, values)
+        if path.name == ft.LAST:
+            raise KeyboardInterrupt("simulated kill right after the first last checkpoint")
 
-    monkeypatch.setattr(ft, "_save_state", crash_after_first_checkpoint)
+    monkeypatch.setattr(ft, "save_state", crash_after_first_last)
     with pytest.raises(KeyboardInterrupt):
         run_finetuning(tiny_data / "data", "none", out, tiny_config())
-    monkeypatch.setattr(ft, "_save_state", real_save)
-    run_finetuning(tiny_data / "data", "none", out, tiny_config())
-    full = torch.load(out_full / "checkpoints" / "last.pt", weights_only=False)["model"]
-    resumed = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["model"]
+    saved = ft.read_state_values(out / "checkpoints" / ft.LAST)
+    assert (saved["stage"], saved["epoch"]) == (1, 1)  # mid-stage: stage 1 has two epochs
+    monkeypatch.setattr(ft, "save_state", real_save)
+    with caplog.at_level("INFO", logger="recformer_m2.finetuning"):
+        run_finetuning(tiny_data / "data", "none", out, tiny_config())
+    assert "resuming from" in caplog.text and "stage 1, 1 epoch(s) done" in caplog.text
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in records] == [(1, 1), (1, 2), (2, 1)]  # no epoch trained twice
+    full_records = [json.loads(line) for line in (out_full / "metrics.jsonl").read_text().splitlines()]
+    assert records == full_records
+    assert json.loads((out / "best" / "metrics.json").read_text()) == json.loads(
+        (out_full / "best" / "metrics.json").read_text())
+    full, resumed = _last_weights(out_full), _last_weights(out)
     assert full.keys() == resumed.keys()
     for name in full:
         torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=1e-6, msg=name)

@@ -142,6 +142,9 @@ class RecformerPreTrainedModel(PreTrainedModel):
         ``allow_unexpected`` (checkpoint weights this model drops, e.g. ``"lm_head"`` when loading
         ``RecformerForSeqRec`` from a pretraining folder) are exact names or module prefixes.
         """
+        from .folders import check_model_folder
+
+        check_model_folder(path)  # a missing, foreign or damaged folder is refused naming the file
         kwargs.setdefault("local_files_only", True)
         model, info = cls.from_pretrained(str(path), output_loading_info=True, **kwargs)
         allowed_missing, allowed_unexpected = tuple(allow_missing), tuple(allow_unexpected)
