@@ -6,7 +6,10 @@ without gradients, batches sorted by length for speed with the caller's order re
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -55,6 +58,177 @@ def session_items(catalog: Catalog, sessions: Sessions, attributes: tuple[str, .
                 session.append(cache[r])
         out.append(session)
     return out
+
+
+# --- content keys and checked array files ---------------------------------------------------------------
+
+KEY_VERSION = "1"
+"""Bumped when what an embedding file holds changes meaning; part of every key below."""
+
+
+def digest_parts(*parts: str | bytes) -> str:
+    """Hex digest of parts, each length-prefixed (so ``("ab", "c")`` and ``("a", "bc")`` differ)."""
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else bytes(part)
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def encoder_digest(encoder: "RecformerEncoder") -> str:
+    """Identity of what an encoder computes: every weight's bytes in name order, its config and its
+    tokenizer. A cache keyed by the weights alone would survive a changed pooler or vocabulary."""
+    h = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(encoder.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    config = encoder.model.config.to_dict()
+    config.pop("transformers_version", None)
+    backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
+    tokenizer = backend.to_str() if backend is not None else json.dumps(sorted(encoder.tokenizer.get_vocab().items()))
+    return digest_parts(KEY_VERSION, h.hexdigest(), json.dumps(config, sort_keys=True, default=str), tokenizer)
+
+
+def catalog_key(encoder_id: str, catalog: Catalog, attributes: tuple[str, ...] = ATTRIBUTES) -> str:
+    """Key of a whole catalog's item embeddings (rows in catalog order) by one encoder
+    (:func:`encoder_digest`): what ``recformer-m2 encode --what catalog`` writes and the Recommender reads."""
+    return digest_parts(KEY_VERSION, "catalog", encoder_id, catalog.digest or catalog.source, ",".join(attributes))
+
+
+def file_checksum(path: Path, block: int = 1 << 24) -> str:
+    """blake2b of a file's bytes (header included)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def npy_record(path: Path) -> dict:
+    """What :func:`npy_problem` checks a ``.npy`` file against later: shape, dtype, size and checksum."""
+    array = np.load(path, mmap_mode="r")
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "bytes": path.stat().st_size,
+            "blake2b": file_checksum(path)}
+
+
+def npy_problem(path: Path, record: dict, checksum: bool = True) -> str | None:
+    """Why ``path`` is not the array ``record`` describes (missing, wrong size, bad header, other shape or
+    dtype, checksum mismatch), or None when it is. The size and header checks are cheap; ``checksum``
+    reads the whole file."""
+    if not path.is_file():
+        return "file missing"
+    size = path.stat().st_size
+    if size != record.get("bytes"):
+        return f"{size} bytes, expected {record.get('bytes')} (truncated or overwritten)"
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                      (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if reader is None:
+                return f"unsupported .npy version {version}"
+            shape, _, dtype = reader(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError) as err:
+        return f"unreadable .npy header ({err})"
+    if list(shape) != list(record.get("shape", [])) or str(dtype) != record.get("dtype"):
+        return f"holds {dtype}{list(shape)}, expected {record.get('dtype')}{record.get('shape')}"
+    if offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != size:
+        return "size does not match its header"
+    if checksum and file_checksum(path) != record.get("blake2b"):
+        return "checksum mismatch (damaged bytes)"
+    return None
+
+
+def write_json_atomic(path: Path, value: dict) -> None:
+    """Write JSON to a temporary name and rename it into place, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- catalog embeddings: from an `encode` output, or the item-embedding cache ---------------------------
+
+def registration_path(cache_dir: Path, key: str) -> Path:
+    """Where ``recformer-m2 encode`` records the OUT folder holding the catalog embeddings of ``key``."""
+    return cache_dir / f"encoded-{key}.json"
+
+
+def encoded_catalog(encoder_id: str, catalog: Catalog, cache_dir: Path,
+                    attributes: tuple[str, ...] = ATTRIBUTES) -> np.ndarray | None:
+    """The whole catalog's embeddings ``(len(catalog), D)`` (memory-mapped) written by ``recformer-m2 encode``
+    for this encoder and catalog, or None when there are none (or they fail their checks: warned)."""
+    key = catalog_key(encoder_id, catalog, attributes)
+    pointer = registration_path(cache_dir, key)
+    if not pointer.is_file():
+        return None
+    try:
+        out = Path(json.loads(pointer.read_text(encoding="utf-8"))["out"])
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as err:
+        logger.warning("encode output registered in %s is unusable (%s): encoding the catalog instead", pointer, err)
+        return None
+    if manifest.get("content") != key:
+        logger.warning("%s no longer holds these embeddings (its key changed): encoding the catalog instead", out)
+        return None
+    problem = npy_problem(out / "embeddings.npy", manifest["files"]["embeddings.npy"])
+    if problem is not None:
+        logger.warning("%s: %s; encoding the catalog instead", out / "embeddings.npy", problem)
+        return None
+    logger.info("item embeddings from encode output %s", out)
+    return np.load(out / "embeddings.npy", mmap_mode="r")
+
+
+def catalog_embeddings(encoder: "RecformerEncoder", catalog: Catalog, codes: np.ndarray, locales: np.ndarray,
+                       cache_dir: Path, attributes: tuple[str, ...] = ATTRIBUTES, progress: bool = True,
+                       chunk: int = 50_000) -> np.ndarray:
+    """Normalised embeddings ``(N, D)`` of catalog products (code, locale): rows of a matching
+    ``recformer-m2 encode`` output when there is one, else a float16 memory-mapped cache file.
+
+    The cache is keyed by the encoder (weights, config, tokenizer), the catalog's content, the rows asked
+    for and the attribute order, and is written under a temporary name and renamed when complete. A
+    record beside it (shape, dtype, size, checksum) is checked on every read; a damaged file (truncated,
+    overwritten, flipped bytes) is rebuilt with a warning instead of failing every later run.
+    """
+    rows = catalog.rows(np.asarray(codes), np.asarray(locales))
+    if (rows < 0).any():
+        raise KeyError(f"{int((rows < 0).sum())} (code, locale) pairs are not in the catalog")
+    encoder_id = encoder_digest(encoder)
+    full = encoded_catalog(encoder_id, catalog, cache_dir, attributes)
+    if full is not None:
+        return np.asarray(full[rows])
+    key = digest_parts(catalog_key(encoder_id, catalog, attributes), np.asarray(codes, np.int64).tobytes(),
+                       np.asarray(locales, np.int64).tobytes())
+    path = cache_dir / f"items-{key}.npy"
+    record_path = path.with_suffix(".json")
+    if path.exists() or record_path.exists():
+        try:
+            problem = npy_problem(path, json.loads(record_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as err:
+            problem = f"its record {record_path.name} is unreadable ({err})"
+        if problem is None:
+            logger.info("item embeddings from cache %s", path)
+            return np.load(path, mmap_mode="r")
+        logger.warning("item-embedding cache %s is damaged (%s): rebuilding it", path, problem)
+        path.unlink(missing_ok=True)
+        record_path.unlink(missing_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
+    table = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                      shape=(len(rows), encoder.model.config.hidden_size))
+    # Each product is tokenised once here, so the collator's item-token cache would only grow (about 2 KB a
+    # product with `small`: GBs for 1.41M): it is emptied after every chunk.
+    for start in tqdm(range(0, len(rows), chunk), desc="encode catalog", disable=not progress):
+        part = rows[start:start + chunk]
+        table[start:start + len(part)] = encoder.encode_items(catalog_items(catalog, part, attributes))
+        encoder.collator.item_tokenizer.clear()
+    table.flush()
+    del table
+    record = npy_record(tmp)
+    os.replace(tmp, path)
+    write_json_atomic(record_path, record)  # last: an array without its record counts as damaged
+    return np.load(path, mmap_mode="r")
 
 
 class RecformerEncoder:
