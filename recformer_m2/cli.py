@@ -86,7 +86,8 @@ def cmd_export_recbole(args: argparse.Namespace) -> None:
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .pipeline import PipelineConfig, format_table, run_pipeline
+    from .pipeline import PipelineConfig, run_pipeline
+    from .report import format_table
 
     overrides = {key: getattr(args, key) for key in ("out", "data", "scale", "seed")}
     if args.methods:
@@ -95,6 +96,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         overrides["stages"] = [x for x in args.stages.split(",") if x]
     if args.transfer_fractions is not None:
         overrides["transfer_fractions"] = [float(x) for x in args.transfer_fractions.split(",") if x]
+    if args.styles is not None:
+        overrides["styles"] = [x for x in args.styles.split(",") if x]
     config = load_config(PipelineConfig, args.config, overrides)
     results = run_pipeline(config)
     for name in ("task1", "task2", "task3"):
@@ -175,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-fractions", default=None,
                    help="comma-separated shares of the ES/FR/IT training sessions (e.g. 0.1,0.25): a learning "
                         "curve of supervised vs pretrained+ft Recformer finetuning, as extra task-2 rows")
+    p.add_argument("--styles", default=None,
+                   help="comma-separated synthetic generator styles: the heuristics scored on each style's data, "
+                        "one more table per task (default: none, only the main data)")
     p.set_defaults(func=cmd_pipeline)
 
     from .sharded import add_encode_parser  # encode: catalog or test sessions, sharded across launcher ranks

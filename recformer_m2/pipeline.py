@@ -4,6 +4,9 @@ With no data folder it generates the embedded synthetic Amazon-M2 data first. Me
 training sessions only and scored on the test files' ground truth; a folder without ground truth (the real
 KDD Cup data) is scored on a validation split carved from the training sessions, the methods then being
 fitted on the rest.
+
+This module is the orchestration (data, trained stages, the methods, stage timing); turning predictions into
+tables, plots and ``report.md`` is :mod:`recformer_m2.report`'s job.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import pandas as pd
 from .config import save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import M2Data, Sessions, validation_split
-from .heuristics import RANKING_METHODS, TITLE_METHODS, occurrence_counts
+from .heuristics import RANKING_METHODS, TITLE_METHODS
 from .methods import ranking_method, title_method
-from .metrics import bleu_statistics, corpus_bleu_of, evaluate_rankings, paired_bootstrap, rank_metrics, title_bleu
+from .metrics import title_bleu
+from .report import (StyleResult, against_simple, cold_mask, plot_metric, score_ranking, titles_against_simple,
+                     with_split, write_report)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,10 @@ class PipelineConfig:
     """Cap on the title generator's training time (overrides the title config's ``max_minutes``)."""
     title_ks: list[int] = field(default_factory=lambda: [1, 2, 3])
     """Previous titles given to the generator, one scored row each (the Amazon-M2 paper's ablation)."""
+    styles: list[str] = field(default_factory=list)
+    """More worlds: synthetic generator styles (``synth --style``), each generated at ``scale`` and ``seed``
+    into ``out/data-STYLE``, with the heuristic stage's methods (``methods``, ``title_methods``) scored on it
+    in one more table per task, e.g. ``--styles a,b,c``. Empty in the main job: only the main data."""
 
 
 @dataclass
@@ -99,6 +108,8 @@ class EvalSplit:
     test: Sessions
     targets: np.ndarray | list[str]
     source: str
+    split: str = "test"
+    """``test`` (a test file and its ground truth) or ``validation`` (carved from the training sessions)."""
 
 
 def task_split(data: M2Data, task: int, config: PipelineConfig) -> EvalSplit:
@@ -110,7 +121,7 @@ def task_split(data: M2Data, task: int, config: PipelineConfig) -> EvalSplit:
         else:
             targets = data.catalog.codes(truth["next_item"].to_numpy())
             targets[targets < 0] = -2  # an unknown target id can match nothing (-1 pads rankings)
-        return EvalSplit(data.train, data.test(task), targets, f"test file, task {task}")
+        return EvalSplit(data.train, data.test(task), targets, f"test file, task {task}", "test")
     fit_idx, valid_idx = validation_split(data.train, config.valid_fraction, config.seed, config.max_valid_per_locale)
     valid = data.train.select(valid_idx)
     valid = valid.select(valid.in_locales(TASK_LOCALES[task]))
@@ -118,31 +129,51 @@ def task_split(data: M2Data, task: int, config: PipelineConfig) -> EvalSplit:
         targets = data.catalog.titles(valid.next_item, valid.locale)
     else:
         targets = valid.next_item
-    return EvalSplit(data.train.select(fit_idx), valid, targets, f"validation split of sessions_train, task {task}")
-
-
-def cold_mask(split: EvalSplit, num_ids: int, threshold: int) -> np.ndarray:
-    """Sessions whose target was seen fewer than ``threshold`` times in its locale's training sessions."""
-    counts = occurrence_counts(split.fit, num_ids)
-    targets = np.asarray(split.targets)
-    seen = np.where(targets >= 0, counts[split.test.locale, np.maximum(targets, 0)], 0)
-    return seen < threshold
+    return EvalSplit(data.train.select(fit_idx), valid, targets, f"validation split of sessions_train, task {task}",
+                     "validation")
 
 
 def _locale_names(sessions: Sessions) -> list[str]:
     return [LOCALES[x] for x in sessions.locale]
 
 
-def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
-                     models: dict[str, tuple[str, Path]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit and score every ranking method on one task: rows (method, locale) incl. a cold-item slice, and
-    every method against the best simple method (:func:`against_simple`, per-session MRR@100).
+class Skips:
+    """Methods and stages the main job left out, and why: one note each in the report (and the log)."""
 
-    ``models`` adds trained methods: row label -> (method name, model folder).
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+        self.tasks: dict[str, list[int]] = {}
+
+    def add(self, what: str, reason: str, task: int | None = None) -> None:
+        if what not in self.reasons:
+            logger.warning("skipped %s: %s", what, reason)
+        self.reasons.setdefault(what, reason)
+        if task is not None:
+            self.tasks.setdefault(what, []).append(task)
+
+    def notes(self) -> list[str]:
+        out = []
+        for what, reason in self.reasons.items():
+            tasks = self.tasks.get(what)
+            where = f" (task{'s' if len(tasks) > 1 else ''} {', '.join(map(str, tasks))})" if tasks else ""
+            out.append(f"{what}{where}: {reason}")
+        return out
+
+
+def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
+                     models: dict[str, tuple[str, Path]] | None = None,
+                     skips: Skips | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit and score every ranking method on one task: rows (method, locale) incl. a cold-item slice, and
+    every method against the best simple method (:func:`report.against_simple`, per-session MRR@100). Both
+    tables carry a ``split`` column.
+
+    ``models`` adds trained methods: row label -> (method name, model folder). A method that needs product
+    text the data lacks (:class:`MissingTextError`) is left out and noted in ``skips``.
     """
+    skips = skips if skips is not None else Skips()
     split = task_split(data, task, config)
     logger.info("task %d: %d sessions scored (%s), fitted on %d", task, len(split.test), split.source, len(split.fit))
-    cold = cold_mask(split, data.catalog.num_ids, config.cold_threshold)
+    cold = cold_mask(split.fit, split.test, np.asarray(split.targets), data.catalog.num_ids, config.cold_threshold)
     locales = _locale_names(split.test)
     tables, per_session = [], {}
     entries = [(name, name, None) for name in config.methods]
@@ -152,112 +183,66 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
         method = ranking_method(method_name, data, model=folder, train=split.fit)
         ranked = method.recommend(split.test, k=TOP_K)
         seconds = time.perf_counter() - start
-        table = evaluate_rankings(ranked, split.targets, locales, ks=(TOP_K,))
-        per_session[name] = rank_metrics(ranked, np.asarray(split.targets), TOP_K)["mrr"]
-        if cold.any():
-            slice_metrics = rank_metrics(ranked[cold], np.asarray(split.targets)[cold], TOP_K)
-            table.loc["cold"] = {
-                "MRR@100": slice_metrics["mrr"].mean(), "Recall@100": slice_metrics["recall"].mean(),
-                "NDCG@100": slice_metrics["ndcg"].mean(), "n": int(cold.sum()),
-            }
+        table, per_session[name] = score_ranking(ranked, np.asarray(split.targets), locales, cold)
         table.insert(0, "method", name)
         table["seconds"] = seconds
         tables.append(table.reset_index())
         logger.info("task %d %s: MRR@100 %.4f (%.1f s)", task, name, table.loc["overall", "MRR@100"], seconds)
-    return pd.concat(tables, ignore_index=True), against_simple(per_session, config, "MRR@100")
-
-
-def against_simple(per_session: dict[str, np.ndarray], config: PipelineConfig, metric: str,
-                   score=np.mean) -> pd.DataFrame:
-    """Every method against the best simple method (``config.simple_methods``) on the same sessions:
-    the difference, its 95% paired-bootstrap interval and the share of resamples where the method wins.
-    ``per_session``: method -> one row per session (``score`` turns rows into the metric). Empty when no
-    simple method ran."""
-    simple = [m for m in per_session if m in config.simple_methods]
-    columns = ["method", "versus", metric, "difference", "low", "high", "share_better"]
-    if not simple:
-        return pd.DataFrame(columns=columns)
-    best = max(simple, key=lambda m: float(score(per_session[m])))
-    rows = []
-    for name, values in per_session.items():
-        if name == best:
-            continue
-        test = paired_bootstrap(values, per_session[best], score=score, samples=config.bootstrap_samples,
-                                seed=config.seed)
-        rows.append({"method": name, "versus": best, metric: float(score(values)), "difference": test["difference"],
-                     "low": test["low"], "high": test["high"], "share_better": test["share_a_better"]})
-    return pd.DataFrame(rows, columns=columns)
+    if not tables:
+        raise ValueError(f"no method of {[name for name, _, _ in entries]} could run on {data.folder}: "
+                         f"{skips.notes()}")
+    versus = against_simple(per_session, config.simple_methods, "MRR@100", samples=config.bootstrap_samples,
+                            seed=config.seed)
+    return with_split(pd.concat(tables, ignore_index=True), split.split), with_split(versus, split.split)
 
 
 def run_title_task(data: M2Data, config: PipelineConfig, split: EvalSplit) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Score every title method on task 3 (``split``): BLEU per locale and overall, and each method's titles."""
+    """Score every title method on task 3 (``split``): BLEU per locale and overall (with a ``split``
+    column), and each method's titles."""
     tables, generated = [], {}
     for name in config.title_methods:
         generated[name] = title_method(name, data, train=split.fit).generate(split.test)
         table = title_bleu(generated[name], list(split.targets), _locale_names(split.test))
         table.insert(0, "method", name)
         tables.append(table.reset_index())
-    return pd.concat(tables, ignore_index=True), generated
+    return with_split(pd.concat(tables, ignore_index=True), split.split), generated
 
 
-def titles_against_simple(split: EvalSplit, config: PipelineConfig, generated: dict[str, list[str]]) -> pd.DataFrame:
-    """:func:`against_simple` for task 3: corpus BLEU of resampled sessions (per-sentence BLEU statistics)."""
-    locales = _locale_names(split.test)
-    stats = {name: bleu_statistics(titles, list(split.targets), locales) for name, titles in generated.items()}
-    return against_simple(stats, config, "BLEU", score=corpus_bleu_of)
-
-
-def plot_metric(table: pd.DataFrame, metric: str, path: Path, title: str) -> None:
-    """Grouped bars: one group per locale (and overall), one bar per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pivot = table.pivot(index="locale", columns="method", values=metric)
-    order = [x for x in (*LOCALES, "overall", "cold") if x in pivot.index]
-    pivot = pivot.loc[order, [m for m in table["method"].unique()]]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(order), 3.6))
-    pivot.plot.bar(ax=ax, rot=0, width=0.8)
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def format_table(table: pd.DataFrame, metrics: list[str]) -> str:
-    """Methods as rows, locales as columns, for one metric at a time (the paper's table shape)."""
-    blocks = []
-    for metric in metrics:
-        pivot = table.pivot(index="method", columns="locale", values=metric)
-        columns = [x for x in (*LOCALES, "overall", "cold") if x in pivot.columns]
-        pivot = pivot.loc[list(table["method"].unique()), columns]
-        blocks.append(f"{metric}\n" + pivot.to_string(float_format=lambda v: f"{v:.4f}"))
-    return "\n\n".join(blocks)
+def titles_versus(split: EvalSplit, config: PipelineConfig, generated: dict[str, list[str]]) -> pd.DataFrame:
+    """Every title method against the strongest simple one on ``split`` (corpus BLEU, paired bootstrap)."""
+    versus = titles_against_simple(generated, list(split.targets), _locale_names(split.test), config.simple_methods,
+                                   samples=config.bootstrap_samples, seed=config.seed)
+    return with_split(versus, split.split)
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
-    """Run the main job and write ``report.md``, ``results_*.csv`` and ``plots/*.png`` under ``config.out``."""
+    """Run the main job and write ``report.md``, ``results_*.csv`` and ``plots/*.png`` under ``config.out``.
+
+    A data folder without product text runs every id-based method; text methods and stages (textknn,
+    Recformer, the title methods) are skipped, each with a note in the report."""
     unknown = sorted(set(config.stages) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(STAGES)}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.json")
-    clock = StageClock()
+    clock, skips = StageClock(), Skips()
     with clock("data"):
         folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
         data = M2Data(folder)
+    text = True
     models: dict[int, dict[str, tuple[str, Path]]] = {1: {}, 2: {}}
     trained = [stage for stage in config.stages if stage in ("recformer", "baselines")]
     if trained and not all(data.has_truth(t) for t in (1, 2)):
-        logger.warning("%s has no ground truth for tasks 1 and 2: trained stages %s are skipped (they would "
-                       "need the validation split kept out of their training)", folder, trained)
+        for stage in trained:
+            skips.add(f"stage `{stage}`", f"{folder} has no ground truth for tasks 1 and 2 (the trained models "
+                      "would need the validation split kept out of their training)")
         trained = []
+    if not text:
+        for stage in [s for s in config.stages if s in ("recformer", "titles")]:
+            skips.add(f"stage `{stage}`", f"{folder} has no product text (products_train missing or every "
+                      "attribute empty); it reads product text")
+        trained = [stage for stage in trained if stage != "recformer"]
     if "recformer" in trained:
         with clock("recformer: pretrain + finetune"):
             for task, entries in train_recformer(folder, out, config).items():
@@ -275,32 +260,68 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
             if folders:
                 models[task]["hybrid (+models)"] = ("hybrid", folders)
     results: dict[str, pd.DataFrame] = {}
+    splits: dict[int, tuple[str, str]] = {}
     for task in (1, 2):
         with clock(f"task {task}: fit and score"):
             results[f"task{task}"], results[f"task{task}_vs_simple"] = run_ranking_task(data, task, config,
-                                                                                        models[task])
-    split3 = task_split(data, 3, config)
-    with clock("task 3: title heuristics"):
-        results["task3"], titles = run_title_task(data, config, split3)
+                                                                                        models[task], skips)
+        split = task_split(data, task, config)
+        splits[task] = (split.split, split.source)
     examples = None
-    if "titles" in config.stages:
-        with clock("task 3: title generator"):
-            stage = run_title_stage(data, out, config, split3)
-        results["task3"] = pd.concat([results["task3"], stage.table], ignore_index=True)
-        titles.update({f"mt5 (K={k})": generated for k, generated in stage.generated.items()})
-        examples = stage.examples
-        results["title_speed"] = pd.DataFrame([{"titles_per_second": stage.titles_per_second,
-                                                 "train_seconds": stage.train_seconds}])
-    results["task3_vs_simple"] = titles_against_simple(split3, config, titles)
+    if text:
+        split3 = task_split(data, 3, config)
+        splits[3] = (split3.split, split3.source)
+        with clock("task 3: title heuristics"):
+            results["task3"], titles = run_title_task(data, config, split3)
+        if "titles" in config.stages:
+            with clock("task 3: title generator"):
+                stage = run_title_stage(data, out, config, split3)
+            results["task3"] = pd.concat([results["task3"], with_split(stage.table, split3.split)], ignore_index=True)
+            titles.update({f"mt5 (K={k})": generated for k, generated in stage.generated.items()})
+            examples = stage.examples
+            results["title_speed"] = pd.DataFrame([{"titles_per_second": stage.titles_per_second,
+                                                     "train_seconds": stage.train_seconds}])
+        results["task3_vs_simple"] = titles_versus(split3, config, titles)
+    else:
+        skips.add("task 3 (every title method)", f"{folder} has no product titles to copy, edit or score against")
+    worlds = []
+    for style in config.styles:
+        with clock(f"style {style}: heuristics"):
+            worlds.append(run_style(style, out, config))
     results["timing"] = clock.table()
     for name, table in results.items():
         table.to_csv(out / f"results_{name}.csv", index=False)
-    plot_metric(results["task1"], "MRR@100", out / "plots" / "task1_mrr.png", "Task 1 (UK, DE, JP): MRR@100")
-    plot_metric(results["task2"], "MRR@100", out / "plots" / "task2_mrr.png", "Task 2 (ES, FR, IT): MRR@100")
-    plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png", "Task 3: next-title BLEU")
-    write_report(out, folder, results, examples)
+    for world in worlds:
+        for name, table in world.tables.items():
+            table.to_csv(out / f"results_style-{world.style}_{name}.csv", index=False)
+    plot_metric(results["task1"], "MRR@100", out / "plots" / "task1_mrr.png",
+                f"Task 1 (UK, DE, JP): MRR@100, {splits[1][0]}")
+    plot_metric(results["task2"], "MRR@100", out / "plots" / "task2_mrr.png",
+                f"Task 2 (ES, FR, IT): MRR@100, {splits[2][0]}")
+    if "task3" in results:
+        plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png",
+                    f"Task 3: next-title BLEU, {splits[3][0]}")
+    write_report(out, folder, results, splits, examples, notes=skips.notes(), styles=worlds,
+                 cold_threshold=config.cold_threshold)
     logger.info("main job done in %.1f min:\n%s", clock.total() / 60, results["timing"].to_string(index=False))
     return results
+
+
+def run_style(style: str, out: Path, config: PipelineConfig) -> StyleResult:
+    """The heuristic stage's methods (``methods``, ``title_methods``) on synthetic data of generator style
+    ``style`` (same scale and seed as the main data): one more world to read every method in."""
+    folder = ensure_synthetic(out / f"data-{style}", config.scale, config.seed, style=style)
+    data = M2Data(folder)
+    world = StyleResult(style, folder)
+    for task in (1, 2):
+        world.tables[f"task{task}"], world.tables[f"task{task}_vs_simple"] = run_ranking_task(data, task, config)
+        split = task_split(data, task, config)
+        world.splits[task] = (split.split, split.source)
+    split3 = task_split(data, 3, config)
+    world.tables["task3"], titles = run_title_task(data, config, split3)
+    world.tables["task3_vs_simple"] = titles_versus(split3, config, titles)
+    world.splits[3] = (split3.split, split3.source)
+    return world
 
 
 def transfer_models(task: int, entries: dict[str, tuple[str, Path]]) -> list[Path]:
@@ -431,52 +452,25 @@ def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int
     return rows
 
 
-def ensure_synthetic(folder: Path, scale: str, seed: int) -> Path:
-    """Generate synthetic data unless ``folder`` already holds data made with the same scale and seed."""
+def ensure_synthetic(folder: Path, scale: str, seed: int, style: str | None = None) -> Path:
+    """Generate synthetic data unless ``folder`` already holds data made with the same scale, seed and
+    generator style (None: the generator's default)."""
+    import inspect
+
     from .synth import generate
 
     marker = folder / "synth.json"
-    wanted = {"scale": scale, "seed": seed}
-    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in wanted} == wanted:
-        logger.info("reusing synthetic data in %s", folder)
-        return folder
-    summary = generate(folder, scale=scale, seed=seed)
-    marker.write_text(json.dumps({**wanted, "summary": summary}, indent=2, default=str))
+    if marker.exists():
+        made = json.loads(marker.read_text())
+        if (made.get("scale"), made.get("seed"), made.get("style")) == (scale, seed, style):
+            logger.info("reusing synthetic data in %s", folder)
+            return folder
+    if style is None:
+        summary = generate(folder, scale=scale, seed=seed)
+    elif "style" not in inspect.signature(generate).parameters:
+        raise ValueError(f"style {style!r} asked for, but this version of recformer_m2.synth.generate has no styles")
+    else:
+        summary = generate(folder, scale=scale, seed=seed, style=style)
+    marker.write_text(json.dumps({"scale": scale, "seed": seed, "style": style, "summary": summary}, indent=2,
+                                 default=str))
     return folder
-
-
-def comparison_lines(table: pd.DataFrame | None) -> list[str]:
-    """Report lines for an :func:`against_simple` table (none when it is missing or empty)."""
-    if table is None or not len(table):
-        return []
-    return [f"Against the strongest simple method ({table['versus'].iloc[0]}), same sessions: overall difference, "
-            "95% paired-bootstrap interval over sessions, share of resamples where the method is better.", "",
-            "```", table.drop(columns="versus").to_string(index=False, float_format=lambda v: f"{v:.4f}"), "```", ""]
-
-
-def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame],
-                 examples: pd.DataFrame | None = None) -> None:
-    ranking_metrics = ["MRR@100", "Recall@100", "NDCG@100"]
-    lines = [
-        "# recformer-m2 report",
-        "",
-        f"Data: `{folder}`. Methods are fitted on training sessions only and scored on held-out sessions; "
-        "`cold` is the slice of sessions whose target was seen fewer than 3 times in its locale's training sessions.",
-        "",
-    ]
-    for task, title in ((1, "Task 1: next product, UK/DE/JP"), (2, "Task 2: next product, ES/FR/IT")):
-        lines += [f"## {title}", "", "```", format_table(results[f"task{task}"], ranking_metrics), "```", "",
-                  f"![task {task}](plots/task{task}_mrr.png)", ""]
-        lines += comparison_lines(results.get(f"task{task}_vs_simple"))
-    lines += ["## Task 3: next product title (BLEU, 0-1)", "", "```", format_table(results["task3"], ["BLEU"]), "```",
-              "", "![task 3](plots/task3_bleu.png)", ""]
-    lines += comparison_lines(results.get("task3_vs_simple"))
-    if "title_speed" in results:
-        speed = results["title_speed"].iloc[0]
-        lines += [f"Title generator: trained in {speed['train_seconds']:.0f} s, generates "
-                  f"{speed['titles_per_second']:.1f} titles/s on this machine.", ""]
-    if examples is not None and len(examples):
-        lines += ["Example generations:", "", "```", examples.to_string(index=False), "```", ""]
-    lines += ["## Wall-clock time per stage (seconds)", "", "```", results["timing"].to_string(index=False), "```", ""]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    logger.info("report written to %s", out / "report.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,79 @@ def test_methods_are_compared_with_the_best_simple_method(heuristics_run):
     assert "Against the strongest simple method" in (out / "report.md").read_text()
 
 
+def task_headings(report: str) -> list[str]:
+    """The report's task-table headings (main data and every style)."""
+    return [line for line in report.splitlines() if line.startswith("#") and line.lstrip("# ").startswith("Task ")]
+
+
+def test_every_score_table_names_its_split(heuristics_run):
+    out, results = heuristics_run
+    report = (out / "report.md").read_text()
+    headings = task_headings(report)
+    assert len(headings) == 3 and all("(test split: test file, task" in line for line in headings)
+    comparisons = [line for line in report.splitlines() if line.startswith("Against the strongest simple method")]
+    assert len(comparisons) == 2 and all("same test sessions" in line for line in comparisons)
+    for name in ("task1", "task2", "task3", "task1_vs_simple", "task2_vs_simple", "task3_vs_simple"):
+        table = pd.read_csv(out / f"results_{name}.csv")
+        assert "split" in table.columns and set(table["split"]) <= {"test"}
+        assert len(table) == 0 or set(table["split"]) == {"test"}
+
+
+def test_a_folder_without_ground_truth_is_scored_on_validation_and_says_so(heuristics_run, tmp_path):
+    out, _ = heuristics_run
+    folder = tmp_path / "no-truth"
+    shutil.copytree(out / "data", folder, ignore=shutil.ignore_patterns("gt_task*"))
+    results = run_pipeline(PipelineConfig(out=str(tmp_path / "run"), data=str(folder), methods=["popularity"],
+                                          title_methods=["last-title"], stages=["baselines"]))
+    for task in (1, 2, 3):
+        assert set(results[f"task{task}"]["split"]) == {"validation"}
+    report = (tmp_path / "run" / "report.md").read_text()
+    headings = task_headings(report)
+    assert len(headings) == 3 and all("(validation split: validation split of sessions_train" in h for h in headings)
+    assert "test split" not in report
+    # the trained stage cannot run without a test file's truth, and the report says so
+    assert "## Skipped" in report and "stage `baselines`" in report and "no ground truth" in report
+
+
+def test_styles_add_one_world_per_style_with_its_own_tables(heuristics_run, tmp_path, monkeypatch):
+    from recformer_m2 import synth
+
+    out, _ = heuristics_run
+    made = []
+
+    def styled(folder, scale, seed, style=None):  # stands in for the generator: copies the tiny data
+        made.append((style, scale, seed))
+        shutil.copytree(out / "data", folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("synth.json"))
+        return {"style": style}
+
+    monkeypatch.setattr(synth, "generate", styled)
+    config = PipelineConfig(out=str(tmp_path / "run"), data=str(out / "data"), scale="tiny", seed=3,
+                            methods=["popularity", "covisitation"], title_methods=["last-title"], stages=[],
+                            styles=["plain", "noisy"])
+    results = run_pipeline(config)
+    assert made == [("plain", "tiny", 3), ("noisy", "tiny", 3)]
+    report = (tmp_path / "run" / "report.md").read_text()
+    for style in ("plain", "noisy"):
+        section = report.split(f"## Generator style `{style}`")[1].split("\n## ")[0]
+        headings = task_headings(section)
+        assert len(headings) == 3 and all("(test split:" in line for line in headings)
+        table = pd.read_csv(tmp_path / "run" / f"results_style-{style}_task2.csv")
+        assert set(table["method"]) == {"popularity", "covisitation"} and set(table["split"]) == {"test"}
+        assert (tmp_path / "run" / f"results_style-{style}_task3.csv").exists()
+        assert f"style {style}: heuristics" in set(results["timing"]["stage"])
+    # a second run finds both worlds generated with the same scale, seed and style and reuses them
+    run_pipeline(config)
+    assert len(made) == 2
+
+
+def test_a_generator_without_styles_is_a_clear_error(tmp_path, monkeypatch):
+    from recformer_m2 import pipeline, synth
+
+    monkeypatch.setattr(synth, "generate", lambda folder, scale, seed: {})
+    with pytest.raises(ValueError, match="style 'noisy' asked for, but .* has no styles"):
+        pipeline.ensure_synthetic(tmp_path / "data", "tiny", 0, style="noisy")
+
+
 def test_timing_table_sums_its_stages(heuristics_run):
     _, results = heuristics_run
     timing = results["timing"].set_index("stage")["seconds"]
@@ -100,6 +174,22 @@ def test_cli_pipeline_passes_the_transfer_fractions_on(tmp_path, monkeypatch):
         cli.main(["pipeline", "--out", str(tmp_path), "--transfer-fractions", "0.1,0.25"])
     assert seen["config"].transfer_fractions == [0.1, 0.25]
     assert PipelineConfig().transfer_fractions == []  # off in the main job
+
+
+def test_cli_pipeline_passes_the_styles_on(tmp_path, monkeypatch):
+    from recformer_m2 import cli, pipeline
+
+    seen = {}
+
+    def capture(config):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["pipeline", "--out", str(tmp_path), "--styles", "plain,noisy"])
+    assert seen["config"].styles == ["plain", "noisy"]
+    assert PipelineConfig().styles == []  # the main job: only its own data, its time unchanged
 
 
 @pytest.mark.slow
