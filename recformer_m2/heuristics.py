@@ -96,10 +96,21 @@ class CoVisitation(SessionRecommender):
     """Items seen within ``window`` steps of the session's items in training sessions of the locale
     (and sold in it).
 
-    A pair (a then b, ``g`` steps apart) adds ``1/g`` to a->b and ``backward_weight/g`` to b->a; each item
-    keeps its ``max_neighbors`` strongest neighbours (rows optionally normalised to sum to one so a
-    very popular session item does not drown the others). A session scores candidates by summing
-    its items' neighbour weights times ``decay ** steps_before_end``. Empty slots are filled by popularity.
+    A pair (a then b, ``g`` steps apart) adds ``1/g**gap_power`` to a->b and ``backward_weight`` times that
+    to b->a, times ``1 + position_weight * p`` where ``p`` in [0, 1] is how late in its session the pair
+    sits (the pairs nearest the session's end are the ones most like a next-item transition). Entries are
+    divided by the popularity of the recommended item to the power ``lift`` (lift normalisation: a very
+    popular product is near everything), each item keeps its ``max_neighbors`` strongest neighbours (rows
+    optionally normalised to sum to one so a very popular session item does not drown the others). A session
+    scores candidates by summing its items' neighbour weights times ``decay ** steps_before_end``. Empty
+    slots are filled by popularity.
+
+    ``cross_locale``: pairs are learned from the sessions of every locale into one table (the same product
+    id is sold in several locales: on real task-2 sessions ES, FR and IT share 1.5-1.9k of their 9-11k ids,
+    and the small locales share about 40% of their products with DE), and served only where the recommended
+    item is sold in the session's locale. ``query_evidence``: the prev_items of the sessions being ranked
+    add their own pairs with this weight (their inputs, never their next items: a test label never reaches
+    the table). The variants are the candidate sources of the KDD Cup 2023 task-2 solutions.
     """
 
     window: int = 3
@@ -107,11 +118,19 @@ class CoVisitation(SessionRecommender):
     decay: float = 0.6
     max_neighbors: int = 200
     normalize: bool = True
+    gap_power: float = 1.0
+    position_weight: float = 0.0
+    lift: float = 0.0
+    cross_locale: bool = False
+    query_evidence: float = 0.0
     name: str = "covisitation"
 
     def fit(self, catalog: Catalog, train: Sessions) -> "CoVisitation":
         self.num_ids = catalog.num_ids
+        self.catalog = catalog
         self.popularity = Popularity().fit(catalog, train)
+        counts = occurrence_counts(train, catalog.num_ids)
+        self._item_counts = (counts.sum(axis=0, keepdims=True) if self.cross_locale else counts).astype(np.float64)
         # Full sequences: previous items then the target.
         lengths = train.lengths + 1
         offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -120,41 +139,98 @@ class CoVisitation(SessionRecommender):
         is_target[offsets[1:] - 1] = True
         seq[is_target] = train.next_item
         seq[~is_target] = train.items
-        owner = np.repeat(np.arange(len(train)), lengths)
-        row_base = train.locale.astype(np.int64)[owner] * self.num_ids
+        raw = self._pair_matrix(seq, offsets, train.locale)
+        if self.query_evidence > 0:
+            self.raw = raw  # kept whole: the ranked sessions' pairs are added to it before pruning
+        self.matrix = self._prune(raw)
+        logger.info("%s: %d item pairs kept from %d sessions", self.name, self.matrix.nnz, len(train))
+        return self
+
+    @property
+    def blocks(self) -> int:
+        """Row blocks of the tables: one per locale, or one for all (``cross_locale``)."""
+        return 1 if self.cross_locale else len(LOCALES)
+
+    def row_keys(self, locale: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Table rows of (session locale, session item) pairs."""
+        block = np.zeros_like(locale, dtype=np.int64) if self.cross_locale else np.asarray(locale, dtype=np.int64)
+        return block * self.num_ids + np.asarray(codes, dtype=np.int64)
+
+    def _pair_matrix(self, seq: np.ndarray, offsets: np.ndarray, locale: np.ndarray) -> sp.csr_matrix:
+        """(blocks * N, N) summed pair weights of flat sequences ``seq`` split at ``offsets``."""
+        lengths = np.diff(offsets)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        position = np.arange(len(seq)) - offsets[:-1][owner]
+        relative = position / np.maximum(lengths[owner] - 1, 1)
+        seq_locale = np.asarray(locale, dtype=np.int64)[owner]
         src, dst, weight = [], [], []
         for gap in range(1, self.window + 1):
             a, b = np.arange(len(seq) - gap), np.arange(gap, len(seq))
             ok = (owner[a] == owner[b]) & (seq[a] != seq[b])
             a, b = a[ok], b[ok]
-            # Only pairs whose recommended item is sold in the session's locale.
-            locale = row_base[a] // self.num_ids
-            forward = catalog.rows(seq[b], locale) >= 0
-            backward = catalog.rows(seq[a], locale) >= 0
-            src += [(row_base[a] + seq[a])[forward], (row_base[b] + seq[b])[backward]]
+            w = (1.0 / gap ** self.gap_power) * (1.0 + self.position_weight * relative[b])
+            if self.cross_locale:  # served only where sold, at recommendation time
+                forward = backward = np.ones(len(a), dtype=bool)
+            else:  # only pairs whose recommended item is sold in the session's locale
+                forward = self.catalog.rows(seq[b], seq_locale[a]) >= 0
+                backward = self.catalog.rows(seq[a], seq_locale[a]) >= 0
+            src += [self.row_keys(seq_locale[a], seq[a])[forward], self.row_keys(seq_locale[b], seq[b])[backward]]
             dst += [seq[b][forward], seq[a][backward]]
-            weight += [np.full(forward.sum(), 1.0 / gap), np.full(backward.sum(), self.backward_weight / gap)]
-        shape = (len(LOCALES) * self.num_ids, self.num_ids)
-        matrix = sp.coo_matrix((np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))), shape=shape).tocsr()
+            weight += [w[forward], self.backward_weight * w[backward]]
+        shape = (self.blocks * self.num_ids, self.num_ids)
+        matrix = sp.coo_matrix((np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))), shape=shape)
+        matrix = matrix.tocsr()
         matrix.sum_duplicates()
-        self.matrix = _keep_top_per_row(matrix, self.max_neighbors, self.normalize)
-        logger.info("covisitation: %d item pairs kept from %d sessions", self.matrix.nnz, len(train))
-        return self
+        matrix.eliminate_zeros()  # backward_weight 0 (forward-only) leaves explicit zeros
+        return matrix
+
+    def _prune(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """Lift-normalise, keep each row's strongest neighbours, normalise rows."""
+        if self.lift > 0:
+            coo = matrix.tocoo()
+            popularity = self._item_counts[coo.row // self.num_ids, coo.col] + 1.0
+            matrix = sp.csr_matrix((coo.data / popularity ** self.lift, (coo.row, coo.col)), shape=matrix.shape)
+        return _keep_top_per_row(matrix, self.max_neighbors, self.normalize)
+
+    def _query_table(self, sessions: Sessions, rows_needed: np.ndarray) -> sp.csr_matrix:
+        """The table with the pairs of ``sessions``' own items added (weight ``query_evidence``), pruned,
+        for the rows the sessions ask about (others empty). Their next items are never read."""
+        queries = self._pair_matrix(sessions.items.astype(np.int64), sessions.offsets, sessions.locale)
+        needed = np.zeros(self.raw.shape[0], dtype=bool)
+        needed[rows_needed] = True
+        keep = sp.diags(needed.astype(np.float64))
+        return self._prune(keep @ (self.raw + self.query_evidence * queries))
+
+    def table(self, sessions: Sessions | None = None) -> sp.csr_matrix:
+        """The item-to-item table used for ``sessions`` (the same for all unless ``query_evidence``)."""
+        if self.query_evidence > 0 and sessions is not None:
+            return self._query_table(sessions, np.unique(self.row_keys(sessions.locale[sessions.session_index],
+                                                                       sessions.items)))
+        return self.matrix
 
     def _candidates(self, sessions: Sessions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows_in, cols_in = session_pairs(sessions)
-        cols_in = sessions.locale.astype(np.int64)[rows_in] * self.num_ids + cols_in
+        cols_in = self.row_keys(sessions.locale[rows_in], cols_in)
+        table = self.table(sessions)
         query = sp.csr_matrix(
-            (recency_weights(sessions, self.decay), (rows_in, cols_in)), shape=(len(sessions), self.matrix.shape[0])
+            (recency_weights(sessions, self.decay), (rows_in, cols_in)), shape=(len(sessions), table.shape[0])
         )
-        scores = (query @ self.matrix).tocoo()  # (n, L*N) x (L*N, N) -> (n, N)
+        scores = (query @ table).tocoo()  # (n, B*N) x (B*N, N) -> (n, N)
+        rows, cols, data = scores.row, scores.col, scores.data
+        if self.cross_locale:  # learned in every locale: keep what the session's locale sells
+            sold = self.catalog.rows(cols, sessions.locale[rows].astype(np.int64)) >= 0
+            rows, cols, data = rows[sold], cols[sold], data[sold]
         pop_rows, pop_codes, pop_rank = self.popularity.popular_candidates(sessions, k)
         # Co-visited items come first (by score); popularity fills what is left, behind all of them.
         return (
-            np.concatenate([scores.row, pop_rows]),
-            np.concatenate([scores.col, pop_codes]),
-            np.concatenate([-scores.data, 1.0 + pop_rank]),
+            np.concatenate([rows, pop_rows]),
+            np.concatenate([cols, pop_codes]),
+            np.concatenate([-data, 1.0 + pop_rank]),
         )
+
+    def weights(self, locale: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Table weight from each source item to each target item in a session of ``locale`` (0 if none)."""
+        return np.asarray(self.matrix[self.row_keys(locale, sources), targets]).ravel()
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, top: int, normalize: bool) -> sp.csr_matrix:

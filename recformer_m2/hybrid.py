@@ -45,8 +45,9 @@ import pandas as pd
 from .constants import LOCALES
 from .data.m2 import Catalog, Sessions
 from .data.split import cap_per_locale, validation_split
+from .embeddings_sources import ItemEmbeddings
 from .heuristics import CHUNK, CoVisitation, Popularity, SessionRecommender, occurrence_counts
-from .ranking import session_pairs
+from .ranking import session_pairs, top_candidates
 from .textknn import TextKNN, last_items
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,20 @@ def held_out_split(
     return np.flatnonzero(~valid), np.flatnonzero(valid)
 
 
+def fold_splits(train: Sessions, folds: int, fraction: float, seed: int,
+                max_per_locale: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` disjoint (fit, held out) splits: fold f holds out the sessions whose seeded draw u lies in
+    [f * fraction, (f + 1) * fraction), at most ``max_per_locale`` per locale (lowest u); fold 0 is
+    exactly ``validation_split(train, fraction, seed, max_per_locale)``."""
+    u = np.random.default_rng(seed).random(len(train))
+    splits = []
+    for fold in range(folds):
+        held = (u >= fold * fraction) & (u < (fold + 1) * fraction)
+        held = cap_per_locale(held, train.locale, u, max_per_locale)
+        splits.append((np.flatnonzero(~held), np.flatnonzero(held)))
+    return splits
+
+
 def default_sources(without: Iterable[str] = ()) -> dict[str, SessionRecommender]:
     """The three heuristic sources, by name, minus those in ``without`` (for ablations)."""
     sources = {"covisitation": CoVisitation(), "textknn": TextKNN(), "popularity": Popularity()}
@@ -150,6 +165,45 @@ def default_sources(without: Iterable[str] = ()) -> dict[str, SessionRecommender
     if unknown:
         raise ValueError(f"unknown source(s) {sorted(unknown)}; default sources are {sorted(sources)}")
     return {name: source for name, source in sources.items() if name not in set(without)}
+
+
+SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
+    "variants": ("covis-consecutive", "covis-forward3", "covis-forward5", "covis-position", "covis-lift"),
+    "cross-locale": ("covis-cross",),
+    "queries": ("covis-queries",),
+    "embeddings": ("embeddings",),
+    "text": ("textknn",),
+}
+"""Source groups ablated together (``bench_real_m2.py`` / ``bench_hybrid.py``): co-visitation variants,
+cross-locale co-visitation, the ranked sessions' own prev_items, session-learned embeddings, text."""
+
+
+def id_sources(without_group: str | None = None, text: bool = False) -> dict[str, SessionRecommender]:
+    """The wide source set of the KDD Cup 2023 task-2 solutions that needs product ids only (plus textknn
+    when ``text``), by name, minus one group of ``SOURCE_GROUPS`` (for ablations)."""
+    if without_group is not None and without_group not in SOURCE_GROUPS:
+        raise ValueError(f"unknown source group {without_group!r}; groups are {sorted(SOURCE_GROUPS)}")
+    sources: dict[str, SessionRecommender] = {
+        "covisitation": CoVisitation(),
+        "covis-consecutive": CoVisitation(window=1, name="covis-consecutive"),
+        "covis-forward3": CoVisitation(window=3, backward_weight=0.0, name="covis-forward3"),
+        "covis-forward5": CoVisitation(window=5, backward_weight=0.0, name="covis-forward5"),
+        "covis-position": CoVisitation(window=5, position_weight=2.0, name="covis-position"),
+        "covis-lift": CoVisitation(lift=0.5, name="covis-lift"),
+        "covis-cross": CoVisitation(cross_locale=True, name="covis-cross"),
+        "covis-queries": CoVisitation(cross_locale=True, query_evidence=1.0, name="covis-queries"),
+        "embeddings": ItemEmbeddings(),
+        "popularity": Popularity(),
+    }
+    if text:
+        sources["textknn"] = TextKNN()
+    dropped = set(SOURCE_GROUPS.get(without_group, ()))
+    return {name: source for name, source in sources.items() if name not in dropped}
+
+
+def catalog_has_text(catalog: Catalog) -> bool:
+    """Whether any product has a title: without one, text sources and text features are skipped."""
+    return bool(catalog.table["title"].fillna("").astype(str).str.strip().ne("").any())
 
 
 def source_candidates(
@@ -166,34 +220,7 @@ def source_candidates(
         codes, priority = ranked[rows, rank], rank.astype(np.float64)
     else:
         rows, codes, priority = source._candidates(sessions, n)
-    return top_with_priority(n, rows, codes, priority, *session_pairs(sessions))
-
-
-def top_with_priority(
-    n: int, rows: np.ndarray, codes: np.ndarray, priority: np.ndarray, exclude_rows: np.ndarray,
-    exclude_codes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``rank_candidates`` (same order, same ties) returning flat (row, code, rank, -priority) instead of
-    a padded matrix, so that each kept item's score comes along."""
-    rows, codes = np.asarray(rows, dtype=np.int64), np.asarray(codes, dtype=np.int64)
-    priority = np.asarray(priority, dtype=np.float64)
-    base = int(max(codes.max(initial=0), np.max(exclude_codes, initial=0))) + 1
-    keys = rows * base + codes
-    excluded = np.sort(np.asarray(exclude_rows, dtype=np.int64) * base + exclude_codes)
-    if len(excluded):
-        at = np.minimum(np.searchsorted(excluded, keys), len(excluded) - 1)
-        keep = excluded[at] != keys
-        rows, codes, keys, priority = rows[keep], codes[keep], keys[keep], priority[keep]
-    order = np.lexsort((priority, keys))  # best priority of each (row, code) first
-    keys, rows, codes, priority = keys[order], rows[order], codes[order], priority[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    rows, codes, priority = rows[first], codes[first], priority[first]
-    order = np.lexsort((codes, priority, rows))  # within a row: priority, then smaller code
-    rows, codes, priority = rows[order], codes[order], priority[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
-    top = rank < n
-    return rows[top], codes[top], rank[top], -priority[top]
+    return top_candidates(n, rows, codes, priority, *session_pairs(sessions))
 
 
 @dataclass
@@ -259,6 +286,7 @@ class Hybrid(SessionRecommender):
         text: TextKNN | None = None,
         fitted: Iterable[str] = (),
         model_holdout: bool = True,
+        folds: int = 1,
     ):
         """``sources``: name -> unfitted recommender (default: ``default_sources()``); ``per_source``: items
         each proposes per session; ``valid_fraction``/``max_valid_per_locale``/``seed``: the held-out split of
@@ -267,7 +295,10 @@ class Hybrid(SessionRecommender):
         ``textknn`` source when there is one, else a TextKNN fitted for features only); ``fitted``: names of
         sources used as given, never fitted here (they must not have been trained on the held-out sessions;
         ``ModelSource`` sources always are); ``model_holdout``: in a model source's locales, learn only from
-        sessions the model never trained on (see the module docstring)."""
+        sessions the model never trained on (see the module docstring); ``folds``: disjoint held-out
+        splits of ``valid_fraction`` each, the sources refitted without each in turn, their examples pooled
+        (more sessions for the ranker where training data is scarce; needs ``folds * valid_fraction <= 1``
+        and no model source with known unseen sessions)."""
         self.sources = default_sources() if sources is None else dict(sources)
         if not self.sources:
             raise ValueError("Hybrid needs at least one source")
@@ -282,6 +313,9 @@ class Hybrid(SessionRecommender):
         self.text = text
         self.fitted = set(fitted) | {name for name, src in self.sources.items() if isinstance(src, ModelSource)}
         self.model_holdout = model_holdout
+        if folds < 1 or folds * valid_fraction > 1.0 + 1e-9:
+            raise ValueError(f"folds ({folds}) must be >= 1 with folds * valid_fraction ({valid_fraction}) <= 1")
+        self.folds = folds
         unknown = self.fitted - set(self.sources)
         if unknown:
             raise ValueError(f"fitted names {sorted(unknown)} are not sources ({sorted(self.sources)})")
@@ -297,36 +331,49 @@ class Hybrid(SessionRecommender):
 
     def training_data(self, catalog: Catalog, train: Sessions) -> RankerData:
         """The ranker's examples from held-out training sessions, the sources being fitted on the other
-        training sessions. Sessions whose next item is not among the candidates are dropped (counted)."""
-        fit_idx, valid_idx = held_out_split(train, self.valid_fraction, self.seed, self.max_valid_per_locale,
-                                            self._eligible(train))
-        held_out = train.select(valid_idx)
-        self.fit_sources(catalog, train.select(fit_idx))
+        training sessions (once per fold). Sessions whose next item is not among the candidates are
+        dropped (counted)."""
+        eligible = self._eligible(train)
+        if self.folds > 1 and eligible is not None:
+            raise ValueError("folds > 1 cannot be combined with model sources' unseen sessions")
+        splits = [held_out_split(train, self.valid_fraction, self.seed, self.max_valid_per_locale, eligible)]
+        if self.folds > 1:
+            splits = fold_splits(train, self.folds, self.valid_fraction, self.seed, self.max_valid_per_locale)
         frames, labels, groups, sessions, codes = [], [], [], [], []
-        for start in range(0, len(held_out), CHUNK):
-            chunk = held_out.select(np.arange(start, min(start + CHUNK, len(held_out))))
-            rows, cand, features = self.features(chunk)
-            label = cand == chunk.next_item[rows]
-            has_positive = np.bincount(rows, weights=label, minlength=len(chunk)) > 0
-            keep = has_positive[rows]
-            frames.append(features[keep])
-            labels.append(label[keep])
-            codes.append(cand[keep])
-            groups.append(np.bincount(rows[keep], minlength=len(chunk))[has_positive])
-            sessions.append(valid_idx[start + np.flatnonzero(has_positive)])
+        held_out_total = 0
+        for fit_idx, valid_idx in splits:
+            held_out = train.select(valid_idx)
+            held_out_total += len(held_out)
+            self.fit_sources(catalog, train.select(fit_idx))
+            for start in range(0, len(held_out), CHUNK):
+                chunk = held_out.select(np.arange(start, min(start + CHUNK, len(held_out))))
+                # The chunk's targets are read here only, as labels; features see a copy without them.
+                unlabelled = Sessions(chunk.items, chunk.offsets, chunk.locale,
+                                      np.full(len(chunk), -1, dtype=chunk.next_item.dtype), chunk.source)
+                rows, cand, features = self.features(unlabelled)
+                label = cand == chunk.next_item[rows]
+                has_positive = np.bincount(rows, weights=label, minlength=len(chunk)) > 0
+                keep = has_positive[rows]
+                frames.append(features[keep])
+                labels.append(label[keep])
+                codes.append(cand[keep])
+                groups.append(np.bincount(rows[keep], minlength=len(chunk))[has_positive])
+                sessions.append(valid_idx[start + np.flatnonzero(has_positive)])
         data = RankerData(
             features=pd.concat(frames, ignore_index=True), labels=np.concatenate(labels).astype(np.int32),
             groups=np.concatenate(groups), sessions=np.concatenate(sessions), codes=np.concatenate(codes),
         )
         self.training_summary = {
-            "held_out_sessions": len(held_out),
+            "held_out_sessions": held_out_total,
+            "folds": len(splits),
             "optimistic_model_sources": len(self.optimistic_sources),
             "sessions_with_target_in_candidates": len(data.groups),
-            "sessions_dropped": len(held_out) - len(data.groups),
+            "sessions_dropped": held_out_total - len(data.groups),
             "candidate_rows": len(data.labels),
         }
         logger.info("hybrid: %d held-out training sessions, %d kept (target among candidates: %.1f%%), %d rows",
-                    len(held_out), len(data.groups), 100 * len(data.groups) / max(len(held_out), 1), len(data.labels))
+                    held_out_total, len(data.groups), 100 * len(data.groups) / max(held_out_total, 1),
+                    len(data.labels))
         return data
 
     def _eligible(self, train: Sessions) -> np.ndarray | None:
@@ -347,21 +394,37 @@ class Hybrid(SessionRecommender):
         return eligible
 
     def fit_sources(self, catalog: Catalog, train: Sessions) -> None:
-        """Fit every source on ``train`` and the tables the features read (popularity, brands, prices)."""
+        """Fit every source on ``train`` and the tables the features read (popularity, brands, prices).
+        Without product text (no title anywhere) text sources and text features are skipped."""
         self.catalog = catalog
-        for name, source in self.sources.items():
+        self.has_text = catalog_has_text(catalog)
+        self.active = {name: src for name, src in self.sources.items()
+                       if self.has_text or not isinstance(src, TextKNN)}
+        if len(self.active) < len(self.sources):
+            logger.warning("hybrid: the catalog has no product text; skipping text source(s) %s",
+                           sorted(set(self.sources) - set(self.active)))
+        if not self.active:
+            raise ValueError("Hybrid has no source that works without product text")
+        for name, source in self.active.items():
             if name not in self.fitted:
                 logger.info("hybrid: fitting source %s on %d sessions", name, len(train))
                 source.fit(catalog, train)
-        text = self.text or self.sources.get("textknn")
-        if not isinstance(text, TextKNN):
-            text = TextKNN(backfill=False)
-        if text is not self.sources.get("textknn"):
-            text.fit(catalog, train)
-        self._text = text
+        self._text = None
+        if self.has_text:
+            text = self.text or self.sources.get("textknn")
+            if not isinstance(text, TextKNN):
+                text = TextKNN(backfill=False)
+            if text is not self.sources.get("textknn"):
+                text.fit(catalog, train)
+            self._text = text
         counts = occurrence_counts(train, catalog.num_ids)
         sessions_per_locale = np.bincount(train.locale, minlength=len(LOCALES)).clip(min=1)
         self._popularity = (1000.0 * counts / sessions_per_locale[:, None]).astype(np.float32)  # per 1k sessions
+        self._popularity_all = (1000.0 * counts.sum(axis=0) / len(train)).astype(np.float32) if len(train) else \
+            np.zeros(catalog.num_ids, np.float32)
+        as_next = np.bincount(train.locale.astype(np.int64) * catalog.num_ids + train.next_item,
+                              minlength=len(LOCALES) * catalog.num_ids).reshape(len(LOCALES), catalog.num_ids)
+        self._next_popularity = (1000.0 * as_next / sessions_per_locale[:, None]).astype(np.float32)
         self._popular = Popularity().fit(catalog, train)
         table = catalog.table
         brand = table["brand"].fillna("").str.strip().str.lower()
@@ -419,8 +482,9 @@ class Hybrid(SessionRecommender):
 
     # --- candidates and features --------------------------------------------------------------------
     def features(self, sessions: Sessions) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-        """Candidates of every source for a chunk of sessions: flat (row, code) sorted by row, and their features."""
-        proposals = {name: source_candidates(src, sessions, self.per_source) for name, src in self.sources.items()}
+        """Candidates of every source for a chunk of sessions: flat (row, code) sorted by row, and their
+        features. Reads the sessions' items and locales only, never their next items."""
+        proposals = {name: source_candidates(src, sessions, self.per_source) for name, src in self.active.items()}
         num = self.catalog.num_ids
         keys = np.sort(np.concatenate([r * num + c for r, c, _, _ in proposals.values()]))
         keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys  # union, by row
@@ -428,6 +492,7 @@ class Hybrid(SessionRecommender):
         locale = sessions.locale.astype(np.int64)[rows]
         columns: dict[str, np.ndarray] = {}
         n_sources = np.zeros(len(keys), dtype=np.float32)
+        best_rank = np.full(len(keys), self.per_source, dtype=np.float32)
         for name, (r, c, rank, score) in proposals.items():
             at = np.searchsorted(keys, r * num + c)
             # Missing: rank one past the last, score NaN (LightGBM's own missing value).
@@ -436,26 +501,73 @@ class Hybrid(SessionRecommender):
             columns[f"{name}_score"] = np.full(len(keys), np.nan, dtype=np.float32)
             columns[f"{name}_score"][at] = score
             n_sources[at] += 1
+            best_rank[at] = np.minimum(best_rank[at], rank)
         columns["n_sources"] = n_sources
+        columns["best_rank"] = best_rank
         popularity = self._popularity[locale, codes]
         columns["popularity"] = popularity
         columns["log_popularity"] = np.log(popularity + 1e-2)
+        columns["popularity_all_locales"] = self._popularity_all[codes]
+        columns["next_popularity"] = self._next_popularity[locale, codes]
+        columns["query_popularity"] = self._query_popularity(sessions, locale, codes)
         last = sessions.items[sessions.offsets[1:] - 1].astype(np.int64)[rows]
-        cand_row, last_row = self.catalog.rows(codes, locale), self.catalog.rows(last, locale)
-        brand_c = np.where(cand_row >= 0, self._brand[cand_row], -1)
-        brand_l = np.where(last_row >= 0, self._brand[last_row], -2)
-        columns["same_brand"] = (brand_c == brand_l).astype(np.float32)
-        price_c = np.where(cand_row >= 0, self._price[cand_row], np.nan)
-        price_l = np.where(last_row >= 0, self._price[last_row], np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            columns["price_ratio"] = np.where(price_l > 0, price_c / price_l, np.nan).astype(np.float32)
-        columns.update(self._related_features(sessions, rows, codes, locale))
-        if isinstance(self.sources.get("covisitation"), CoVisitation):
-            columns.update(self._covisitation_features(sessions, rows, codes, locale))
-        columns["session_length"] = sessions.lengths[rows].astype(np.float32)
+        columns["last_popularity"] = self._popularity[locale, last]
+        if self.has_text:
+            cand_row, last_row = self.catalog.rows(codes, locale), self.catalog.rows(last, locale)
+            brand_c = np.where(cand_row >= 0, self._brand[cand_row], -1)
+            brand_l = np.where(last_row >= 0, self._brand[last_row], -2)
+            columns["same_brand"] = (brand_c == brand_l).astype(np.float32)
+            price_c = np.where(cand_row >= 0, self._price[cand_row], np.nan)
+            price_l = np.where(last_row >= 0, self._price[last_row], np.nan)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                columns["price_ratio"] = np.where(price_l > 0, price_c / price_l, np.nan).astype(np.float32)
+                columns["price_vs_session"] = (price_c / self._session_price(sessions)[rows]).astype(np.float32)
+            columns.update(self._related_features(sessions, rows, codes, locale))
+        for name, source in self.active.items():
+            if isinstance(source, CoVisitation) and source.query_evidence == 0:
+                columns.update(self._covisitation_features(source, sessions, rows, codes, locale))
+        columns.update(self._session_features(sessions, rows))
         frame = pd.DataFrame(columns)
         frame["locale"] = pd.Categorical(locale, categories=range(len(LOCALES)))
         return rows, codes, frame
+
+    def _query_popularity(self, sessions: Sessions, locale: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Occurrences of each candidate among the prev_items of the sessions being ranked, per 1000 of them
+        in its locale: what is popular right now (inputs only)."""
+        owner_locale = sessions.locale.astype(np.int64)[sessions.session_index]
+        keys = np.sort(owner_locale * self.catalog.num_ids + sessions.items)
+        wanted = locale * self.catalog.num_ids + codes
+        count = np.searchsorted(keys, wanted, side="right") - np.searchsorted(keys, wanted, side="left")
+        per_locale = np.bincount(sessions.locale, minlength=len(LOCALES)).clip(min=1)
+        return (1000.0 * count / per_locale[locale]).astype(np.float32)
+
+    def _session_price(self, sessions: Sessions) -> np.ndarray:
+        """(n,) mean price of each session's items that have one in its locale (NaN when none)."""
+        owner = sessions.session_index
+        rows = self.catalog.rows(sessions.items, sessions.locale[owner])
+        price = np.where(rows >= 0, self._price[np.maximum(rows, 0)], np.nan)
+        known = np.isfinite(price) & (price > 0)
+        total = np.bincount(owner[known], weights=price[known], minlength=len(sessions))
+        count = np.bincount(owner[known], minlength=len(sessions))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
+    @staticmethod
+    def _session_features(sessions: Sessions, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Session length, distinct items, repeats, and whether the last item repeats the one before it."""
+        owner = sessions.session_index
+        key = np.unique(owner * (int(sessions.items.max(initial=0)) + 1) + sessions.items)
+        distinct = np.bincount(key // (int(sessions.items.max(initial=0)) + 1), minlength=len(sessions))
+        lengths = sessions.lengths
+        last = sessions.offsets[1:] - 1
+        before = np.maximum(last - 1, 0)
+        repeat_last = (lengths > 1) & (sessions.items[last] == sessions.items[before])
+        return {
+            "session_length": lengths[rows].astype(np.float32),
+            "session_distinct": distinct[rows].astype(np.float32),
+            "session_repeats": (lengths - distinct)[rows].astype(np.float32),
+            "session_repeat_last": repeat_last[rows].astype(np.float32),
+        }
 
     def _recent(self, sessions: Sessions) -> np.ndarray:
         """(sessions, RELATED_ITEMS) codes of the latest items, column s = s steps back; -1 where shorter."""
@@ -477,15 +589,16 @@ class Hybrid(SessionRecommender):
             "related_steps_back": np.where(sims.max(axis=1) > 0, best, np.nan).astype(np.float32),
         }
 
-    def _covisitation_features(self, sessions, rows, codes, locale) -> dict[str, np.ndarray]:
-        """Co-visitation weight from the last item, the best over the latest items, and how far back it is."""
-        covis: CoVisitation = self.sources["covisitation"]  # type: ignore[assignment]
+    def _covisitation_features(self, covis: CoVisitation, sessions, rows, codes, locale) -> dict[str, np.ndarray]:
+        """A co-visitation table's weight from the last item, the best over the latest items, and how far
+        back that one is (``covis_*`` for the ``covisitation`` source, ``{name}_last``/``_max`` otherwise)."""
         recent = self._recent(sessions)[rows]
         weights = np.zeros(recent.shape, dtype=np.float32)
         for step in range(RELATED_ITEMS):
             has = np.flatnonzero(recent[:, step] >= 0)
-            source_rows = locale[has] * covis.num_ids + recent[has, step]
-            weights[has, step] = np.asarray(covis.matrix[source_rows, codes[has]]).ravel()
+            weights[has, step] = covis.weights(locale[has], recent[has, step], codes[has])
+        if covis.name != "covisitation":
+            return {f"{covis.name}_last": weights[:, 0], f"{covis.name}_max": weights.max(axis=1)}
         best = weights.argmax(axis=1)
         return {
             "covis_last": weights[:, 0],

@@ -11,6 +11,41 @@ import numpy as np
 from .data.m2 import Sessions
 
 
+def top_candidates(
+    n: int,
+    rows: np.ndarray,
+    codes: np.ndarray,
+    priority: np.ndarray,
+    exclude_rows: np.ndarray,
+    exclude_codes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``n`` best candidates as flat (row, code, rank, -priority), sorted by row then rank.
+
+    ``rows``/``codes``/``priority`` are flat candidate triples (lower priority is better); ``exclude_*``
+    flat (row, code) pairs that are removed. A code proposed twice for a row keeps its best priority; ties
+    break by smaller code, so results are deterministic. The one top-k of every recommender and source.
+    """
+    rows, codes = np.asarray(rows, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+    priority = np.asarray(priority, dtype=np.float64)
+    base = int(max(codes.max(initial=0), np.max(exclude_codes, initial=0))) + 1
+    keys = rows * base + codes
+    excluded = np.sort(np.asarray(exclude_rows, dtype=np.int64) * base + np.asarray(exclude_codes, dtype=np.int64))
+    if len(excluded):
+        at = np.minimum(np.searchsorted(excluded, keys), len(excluded) - 1)
+        keep = excluded[at] != keys
+        rows, codes, keys, priority = rows[keep], codes[keep], keys[keep], priority[keep]
+    order = np.lexsort((priority, keys))  # best priority of each (row, code) first
+    keys, rows, codes, priority = keys[order], rows[order], codes[order], priority[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    rows, codes, priority = rows[first], codes[first], priority[first]
+    order = np.lexsort((codes, priority, rows))  # within a row: priority, then smaller code
+    rows, codes, priority = rows[order], codes[order], priority[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    top = rank < n
+    return rows[top], codes[top], rank[top], -priority[top]
+
+
 def rank_candidates(
     n_rows: int,
     k: int,
@@ -20,32 +55,10 @@ def rank_candidates(
     exclude_rows: np.ndarray,
     exclude_codes: np.ndarray,
 ) -> np.ndarray:
-    """Top-k codes per row: lowest ``priority`` first, duplicates kept once, excluded pairs removed.
-
-    ``rows``/``codes``/``priority`` are flat candidate triples; ``exclude_*`` flat (row, code) pairs.
-    Ties break by smaller code, so results are deterministic. Returns (n_rows, k) int32, -1 padded.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    codes = np.asarray(codes, dtype=np.int64)
-    n_codes = int(max(codes.max(initial=0), np.max(exclude_codes, initial=0))) + 1
-    keys = rows * n_codes + codes
-    if len(exclude_rows):
-        keep = ~np.isin(keys, np.asarray(exclude_rows, dtype=np.int64) * n_codes + exclude_codes)
-        rows, codes, keys, priority = rows[keep], codes[keep], keys[keep], np.asarray(priority)[keep]
-    # Best priority per (row, code): sort by key then priority, keep the first of each key.
-    order = np.lexsort((priority, keys))
-    keys, rows, codes, priority = keys[order], rows[order], codes[order], np.asarray(priority)[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    rows, codes, priority = rows[first], codes[first], priority[first]
-    # Rank within each row by priority, then code.
-    order = np.lexsort((codes, priority, rows))
-    rows, codes = rows[order], codes[order]
-    row_start = np.searchsorted(rows, np.arange(n_rows))
-    rank = np.arange(len(rows)) - row_start[rows]
-    top = rank < k
+    """:func:`top_candidates` as a (n_rows, k) int32 matrix of codes, best first, -1 padded."""
+    rows, codes, rank, _ = top_candidates(k, rows, codes, priority, exclude_rows, exclude_codes)
     out = np.full((n_rows, k), -1, dtype=np.int32)
-    out[rows[top], rank[top]] = codes[top]
+    out[rows, rank] = codes
     return out
 
 

@@ -11,9 +11,8 @@ import pytest
 from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS
 from recformer_m2.data import M2Data, validation_split
 from recformer_m2.heuristics import CoVisitation, Popularity
-from recformer_m2.hybrid import (Hybrid, ModelSource, default_sources, held_out_split, session_keys,
-                                 top_with_priority)
-from recformer_m2.ranking import rank_candidates
+from recformer_m2.hybrid import Hybrid, ModelSource, default_sources, held_out_split, session_keys
+from recformer_m2.ranking import top_candidates
 from recformer_m2.synth import generate
 
 from .conftest import write_m2_folder
@@ -174,14 +173,17 @@ def test_ablation_without_a_source(tiny):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_top_with_priority_matches_rank_candidates(seed):
+def test_top_candidates_matches_plain_loop_with_scores(seed):
+    # The one top-k (it replaced hybrid.top_with_priority): order as the plain loop, best score kept.
+    from .test_heuristics import rank_candidates_reference
+
     rng = np.random.default_rng(seed)
     n_rows, n = 7, 400
     rows, codes = rng.integers(0, n_rows, n), rng.integers(0, 50, n)
     priority = rng.integers(0, 20, n).astype(float)  # many ties
     ex_rows, ex_codes = rng.integers(0, n_rows, 30), rng.integers(0, 50, 30)
-    expected = rank_candidates(n_rows, 10, rows, codes, priority, ex_rows, ex_codes)
-    out_rows, out_codes, out_rank, score = top_with_priority(10, rows, codes, priority, ex_rows, ex_codes)
+    expected = rank_candidates_reference(n_rows, 10, rows, codes, priority, ex_rows, ex_codes)
+    out_rows, out_codes, out_rank, score = top_candidates(10, rows, codes, priority, ex_rows, ex_codes)
     got = np.full((n_rows, 10), -1, dtype=np.int32)
     got[out_rows, out_rank] = out_codes
     np.testing.assert_array_equal(got, expected)
