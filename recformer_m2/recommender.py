@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES, LOCALES, TOP_K
 from .data import Catalog, M2Data, Sessions
-from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_items
+from .encode import RecformerEncoder, catalog_embeddings, newest_item_rows, session_items
 from .index import IndexConfig, ItemIndex, retrieval_queries
 
 logger = logging.getLogger(__name__)
@@ -50,39 +49,10 @@ def model_digest(model: torch.nn.Module) -> str:
 def encode_catalog(encoder: RecformerEncoder, catalog: Catalog, codes: np.ndarray, locales: np.ndarray,
                    cache_dir: Path | None = None, attributes: tuple[str, ...] = ATTRIBUTES,
                    progress: bool = True) -> np.ndarray:
-    """Normalised float16 embeddings ``(N, D)`` of catalog products (code, locale), memory-mapped and cached.
-
-    The cache key covers the model weights, the catalog's content, the rows asked for and the attribute
-    order; the file is written to a temporary name and renamed when complete, so an interrupted run
-    never leaves a truncated cache behind.
-    """
-    cache_dir = cache_dir or default_cache_dir()
-    key = hashlib.blake2b(digest_size=12)
-    for part in (model_digest(encoder.model), catalog.digest or catalog.source, ",".join(attributes)):
-        key.update(part.encode())
-    key.update(np.asarray(codes, np.int64).tobytes())
-    key.update(np.asarray(locales, np.int64).tobytes())
-    path = cache_dir / f"items-{key.hexdigest()}.npy"
-    if path.exists():
-        logger.info("item embeddings from cache %s", path)
-        return np.load(path, mmap_mode="r")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-    table = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                      shape=(len(codes), encoder.model.config.hidden_size))
-    rows = catalog.rows(np.asarray(codes), np.asarray(locales))
-    if (rows < 0).any():
-        raise KeyError(f"{int((rows < 0).sum())} (code, locale) pairs are not in the catalog")
-    # Each product is tokenised once here, so the collator's item-token cache would only grow (about 2 KB a
-    # product with `small`: GBs for 1.41M): it is emptied after every chunk.
-    for start in tqdm(range(0, len(rows), ENCODE_CHUNK), desc="encode catalog", disable=not progress):
-        chunk = rows[start:start + ENCODE_CHUNK]
-        table[start:start + len(chunk)] = encoder.encode_items(catalog_items(catalog, chunk, attributes))
-        encoder.collator.item_tokenizer.clear()
-    table.flush()
-    del table
-    os.replace(tmp, path)
-    return np.load(path, mmap_mode="r")
+    """Normalised float16 embeddings ``(N, D)`` of catalog products (code, locale): from a matching
+    ``recformer-m2 encode`` output, or a checked, content-keyed cache (:func:`encode.catalog_embeddings`)."""
+    return catalog_embeddings(encoder, catalog, codes, locales, cache_dir or default_cache_dir(), attributes,
+                              progress, chunk=ENCODE_CHUNK)
 
 
 class Recommender:

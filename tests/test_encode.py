@@ -78,3 +78,32 @@ def test_newest_items_skip_products_not_sold_in_the_locale(tmp_path, cache_dir):
     expected = [data.catalog.rows(np.array([code]), loc)[0] if code >= 0 else -1
                 for code, loc in zip(newest_items(data.catalog, data.train), data.train.locale)]
     assert _last_rows(data.catalog, data.train).tolist() == expected
+
+
+def test_damaged_item_embedding_cache_is_rebuilt_with_a_warning(tiny_setup, tmp_path, caplog):
+    """Issue 20 case 3: a truncated cache .npy made every later run fail (``mmap length is greater than file
+    size``); a same-size file with flipped bytes was served silently. Both are now detected and rebuilt."""
+    import logging
+
+    from recformer_m2.recommender import encode_catalog
+
+    data, encoder = tiny_setup
+    codes = data.catalog.locale_codes("ES")
+    locales = np.full(len(codes), 3)
+    first = np.array(encode_catalog(encoder, data.catalog, codes, locales, tmp_path, progress=False))  # a copy
+    (path,) = tmp_path.glob("items-*.npy")
+    whole = path.read_bytes()
+    damages = {"truncated": whole[:-100], "flipped": whole[:-100] + bytes(b ^ 0xFF for b in whole[-100:])}
+    for name, damaged in damages.items():
+        path.write_bytes(damaged)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="recformer_m2.encode"):
+            again = np.asarray(encode_catalog(encoder, data.catalog, codes, locales, tmp_path, progress=False))
+        assert "is damaged" in caplog.text and "rebuilding it" in caplog.text, name
+        assert ("truncated" if name == "truncated" else "checksum mismatch") in caplog.text
+        np.testing.assert_array_equal(again, first)
+        assert path.read_bytes() == whole
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="recformer_m2.encode"):
+        encode_catalog(encoder, data.catalog, codes, locales, tmp_path, progress=False)
+    assert caplog.text == ""  # an intact cache is read without a word
