@@ -76,22 +76,25 @@ def to_sessions(frame: pd.DataFrame, catalog, with_target: bool):
     return Sessions(items.astype(np.int32), offsets, locale, target.astype(np.int32), source="real-sessions")
 
 
-def build_methods(names: list[str], seed: int) -> dict:
-    """Fresh, unfitted methods by name: the id-capable recommenders of the library."""
+def build_methods(names: list[str], args: argparse.Namespace) -> dict:
+    """Fresh, unfitted methods by name: the id-capable recommenders of the library; ``hybrid-without-G``
+    drops source group G (``hybrid.SOURCE_GROUPS``) for the ablation."""
     from recformer_m2.heuristics import RANKING_METHODS
     from recformer_m2.hybrid import Hybrid, id_sources
 
+    def sources(group: str | None = None) -> dict:
+        return id_sources(without_group=group, query_evidence=args.query_evidence, embeddings=args.embeddings)
+
     methods = {}
     for name in names:
-        if name == "hybrid":
-            methods[name] = Hybrid(sources=id_sources(), seed=seed)
-        elif name.startswith("hybrid-without-"):
-            group = name.removeprefix("hybrid-without-")
-            methods[name] = Hybrid(sources=id_sources(without_group=group), seed=seed)
+        if name == "hybrid" or name.startswith("hybrid-without-"):
+            group = name.removeprefix("hybrid-without-") if name != "hybrid" else None
+            methods[name] = Hybrid(sources=sources(group), seed=args.seed, folds=args.folds,
+                                   valid_fraction=args.valid_fraction)
         elif name in RANKING_METHODS:
             methods[name] = RANKING_METHODS[name]()
-        elif name in id_sources():
-            methods[name] = id_sources()[name]
+        elif name in sources():
+            methods[name] = sources()[name]
         else:
             raise SystemExit(f"unknown method {name!r}")
     return methods
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
     if "covisitation" not in names:
         names = ["covisitation", *names]
     per_session, tables, seconds, importance = {}, {}, {}, {}
-    for name, method in build_methods(names, args.seed).items():
+    for name, method in build_methods(names, args).items():
         start = time.perf_counter()
         method.fit(catalog, train)
         ranked = method.recommend(queries, k=100, progress=False)
@@ -174,6 +177,10 @@ def main() -> None:
     parser.add_argument("--evaluate-on", choices=("test", "validation"), default="test",
                         help="validation: score on a share of the train part (for choosing defaults)")
     parser.add_argument("--methods", default="popularity,covisitation,hybrid")
+    parser.add_argument("--folds", type=int, default=1, help="hybrid: disjoint held-out folds the ranker learns from")
+    parser.add_argument("--valid-fraction", type=float, default=0.2, help="hybrid: held-out share per fold")
+    parser.add_argument("--query-evidence", type=float, default=1.0, help="weight of the queries' own pairs")
+    parser.add_argument("--embeddings", choices=("svd", "als"), default="svd", help="item embedding method")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--importance", type=int, default=20, help="features listed per ranker")
     parser.add_argument("--json", default=None, help="also write the table here")

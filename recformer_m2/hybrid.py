@@ -178,9 +178,11 @@ SOURCE_GROUPS: dict[str, tuple[str, ...]] = {
 cross-locale co-visitation, the ranked sessions' own prev_items, session-learned embeddings, text."""
 
 
-def id_sources(without_group: str | None = None, text: bool = False) -> dict[str, SessionRecommender]:
+def id_sources(without_group: str | None = None, text: bool = False, query_evidence: float = 1.0,
+               embeddings: str = "svd") -> dict[str, SessionRecommender]:
     """The wide source set of the KDD Cup 2023 task-2 solutions that needs product ids only (plus textknn
-    when ``text``), by name, minus one group of ``SOURCE_GROUPS`` (for ablations)."""
+    when ``text``), by name, minus one group of ``SOURCE_GROUPS`` (for ablations). ``query_evidence``:
+    weight of the ranked sessions' own pairs in ``covis-queries``; ``embeddings``: ``ItemEmbeddings.method``."""
     if without_group is not None and without_group not in SOURCE_GROUPS:
         raise ValueError(f"unknown source group {without_group!r}; groups are {sorted(SOURCE_GROUPS)}")
     sources: dict[str, SessionRecommender] = {
@@ -191,8 +193,8 @@ def id_sources(without_group: str | None = None, text: bool = False) -> dict[str
         "covis-position": CoVisitation(window=5, position_weight=2.0, name="covis-position"),
         "covis-lift": CoVisitation(lift=0.5, name="covis-lift"),
         "covis-cross": CoVisitation(cross_locale=True, name="covis-cross"),
-        "covis-queries": CoVisitation(cross_locale=True, query_evidence=1.0, name="covis-queries"),
-        "embeddings": ItemEmbeddings(),
+        "covis-queries": CoVisitation(cross_locale=True, query_evidence=query_evidence, name="covis-queries"),
+        "embeddings": ItemEmbeddings(method=embeddings),
         "popularity": Popularity(),
     }
     if text:

@@ -11,7 +11,9 @@ import pytest
 from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS
 from recformer_m2.data import M2Data, validation_split
 from recformer_m2.heuristics import CoVisitation, Popularity
-from recformer_m2.hybrid import Hybrid, ModelSource, default_sources, held_out_split, session_keys
+from recformer_m2.data.m2 import Catalog, Sessions
+from recformer_m2.hybrid import (SOURCE_GROUPS, Hybrid, ModelSource, catalog_has_text, default_sources, fold_splits,
+                                 held_out_split, id_sources, session_keys)
 from recformer_m2.ranking import top_candidates
 from recformer_m2.synth import generate
 
@@ -356,3 +358,92 @@ def test_predict_hybrid_with_model_folders(tiny_folder, tmp_path, monkeypatch):
         assert 0 < len(row) == len(set(row)) <= 100 and not set(row) & set(data.catalog.ids[prev])
     with pytest.raises(ValueError, match="neither a Recformer folder"):
         load_model_source(tmp_path, data)
+
+
+# --- id-only sources, no text, queries' prev_items but never their labels ---------------------------------
+def without_text(catalog: Catalog) -> Catalog:
+    """The same products with every attribute emptied: what a folder of real session ids gives."""
+    table = catalog.table[list(PRODUCT_COLUMNS)].copy()
+    for column in PRODUCT_COLUMNS:
+        if column not in ("id", "locale"):
+            table[column] = np.nan if column == "price" else ""
+    return Catalog(table)
+
+
+@pytest.fixture(scope="module")
+def id_hybrid(tiny) -> Hybrid:
+    catalog = without_text(tiny.catalog)
+    return Hybrid(sources=id_sources(text=True), valid_fraction=0.3, folds=2, seed=0).fit(catalog, tiny.train)
+
+
+def test_id_sources_without_text_skip_text_and_rank(tiny, id_hybrid):
+    assert catalog_has_text(tiny.catalog) and not catalog_has_text(id_hybrid.catalog)
+    assert "textknn" in id_hybrid.sources and "textknn" not in id_hybrid.active
+    names = set(id_hybrid.feature_names)
+    assert not {"same_brand", "price_ratio", "title_sim_last"} & names
+    assert not any(name.startswith("textknn_") for name in names)
+    expected = {"covis-queries_score", "covis-cross_rank", "embeddings_score", "covis-lift_last", "best_rank",
+                "query_popularity", "popularity_all_locales", "next_popularity", "session_repeats"}
+    assert expected <= names
+    assert id_hybrid.training_summary["folds"] == 2
+    sessions = tiny.test(2)
+    ranked = id_hybrid.recommend(sessions, k=50, progress=False)
+    for row, session in zip(ranked, sessions.to_lists()):
+        assert not set(row[row >= 0].tolist()) & set(session.tolist())
+
+
+def test_queries_prev_items_reach_the_ranker_but_never_their_labels(tiny, id_hybrid):
+    sessions = tiny.test(2)
+    truth = tiny.catalog.codes(tiny.truth(2)["next_item"].to_numpy())
+    reference = id_hybrid.recommend(sessions, k=100, progress=False)
+    rng = np.random.default_rng(0)
+    for labels in (truth, rng.integers(0, tiny.catalog.num_ids, len(sessions)), np.full(len(sessions), -1)):
+        labelled = Sessions(sessions.items, sessions.offsets, sessions.locale, labels.astype(np.int32))
+        np.testing.assert_array_equal(id_hybrid.recommend(labelled, k=100, progress=False), reference)
+    # Each session ranked alone loses the other sessions' prev_items as evidence: some lists change.
+    alone = np.concatenate([id_hybrid.recommend(sessions.select([i]), k=100, progress=False)
+                            for i in range(len(sessions))])
+    assert (alone != reference).any(axis=1).mean() > 0.05
+
+
+def test_fold_splits_are_disjoint_and_the_first_is_the_validation_split(tiny):
+    train = tiny.train
+    splits = fold_splits(train, 3, 0.25, 4, None)
+    np.testing.assert_array_equal(splits[0][1], validation_split(train, 0.25, 4, None)[1])
+    held = np.concatenate([valid for _, valid in splits])
+    assert len(np.unique(held)) == len(held)
+    for fit_idx, valid_idx in splits:
+        assert len(fit_idx) + len(valid_idx) == len(train) and not np.isin(fit_idx, valid_idx).any()
+    with pytest.raises(ValueError, match="folds"):
+        Hybrid(folds=5, valid_fraction=0.3)
+
+
+def test_source_groups_ablate(tiny):
+    for group, members in SOURCE_GROUPS.items():
+        kept = id_sources(without_group=group, text=True)
+        assert not set(members) & set(kept) and "covisitation" in kept
+    with pytest.raises(ValueError, match="unknown source group"):
+        id_sources(without_group="nope")
+
+
+def test_new_features_by_hand():
+    catalog = without_text(Catalog(pd.DataFrame({"id": list("ABCD"), "locale": ["DE"] * 4, "title": list("abcd"),
+                                                 "price": [1.0] * 4, **{c: "" for c in PRODUCT_COLUMNS[4:]}})))
+    codes = dict(zip(catalog.ids, range(catalog.num_ids)))
+    train = Sessions(np.array([codes["A"], codes["B"]], np.int32), np.array([0, 1, 2]), np.array([DE, DE], np.int8),
+                     np.array([codes["B"], codes["C"]], np.int32))
+    model = Hybrid(sources={"covisitation": CoVisitation(), "popularity": Popularity()}, per_source=5)
+    model.fit_sources(catalog, train)
+    # Queries [A, B, A] and [D]: B, A, A and D among the ranked sessions' prev_items.
+    queries = Sessions(np.array([codes["A"], codes["B"], codes["A"], codes["D"]], np.int32), np.array([0, 3, 4]),
+                       np.array([DE, DE], np.int8), np.array([-1, -1], np.int32))
+    rows, cand, features = model.features(queries)
+    first = features[rows == 0].set_index(catalog.ids[cand[rows == 0]])
+    assert first.loc["C", "query_popularity"] == 0
+    second = features[rows == 1].set_index(catalog.ids[cand[rows == 1]])
+    assert second.loc["A", "query_popularity"] == pytest.approx(1000 * 2 / 2)  # A twice, per 1000 of 2 sessions
+    assert second.loc["B", "next_popularity"] == pytest.approx(1000 * 1 / 2)  # B once a next item, 2 sessions
+    assert second.loc["C", "popularity_all_locales"] == pytest.approx(1000 * 1 / 2)
+    assert (first["session_repeats"] == 1).all() and (first["session_distinct"] == 2).all()
+    assert (second["session_repeats"] == 0).all()
+    assert first.loc["C", "best_rank"] == 0  # co-visitation's first pick after B -> C
