@@ -1,8 +1,12 @@
 """FAISS item retrieval: inner-product search over item embeddings, per locale, session items excluded.
 
-Exact search uses a flat index; approximate search uses HNSW (CPU) or IVF (CPU or GPU). On a machine
-with faiss-gpu and a CUDA device, flat and IVF indexes move to the GPU. Embeddings are expected
-L2-normalised, so inner product is cosine similarity.
+Exact search uses a flat index; approximate search uses HNSW (CPU) or IVF (CPU or GPU). One code path
+serves both machines: :func:`choose_placement` (a pure function of the config, of whether faiss was built
+with GPU support and of how many GPUs it sees) puts flat and IVF indexes on the GPU when faiss-gpu sees
+one, split across several GPUs (``IndexShards``, the default: each GPU holds a slice of the items) or
+copied to each (``IndexReplicas``: each GPU answers a share of the queries), and searches in large
+batches there; otherwise on the CPU. Embeddings are expected L2-normalised, so inner product is cosine
+similarity.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from .constants import TOP_K
 logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
+MULTI_GPU = ("shards", "replicas")
+GPU_MAX_K = 2048
+"""faiss-gpu's largest k per search (flat and IVF)."""
 
 
 @dataclass
@@ -36,10 +43,58 @@ class IndexConfig:
     """IVF cells visited per query."""
     use_gpu: bool | None = None
     """None: the GPU when faiss-gpu sees one. HNSW always stays on the CPU."""
+    max_gpus: int | None = None
+    """Use at most this many of the visible GPUs (None: all)."""
+    multi_gpu: str = "shards"
+    """Several GPUs: ``shards`` (items split across GPUs; memory scales) or ``replicas`` (every GPU holds
+    every item and searches a share of the queries; throughput scales)."""
+    cpu_search_batch: int = 8192
+    """Queries per faiss call on the CPU (bounds the (queries, k + excluded) result arrays)."""
+    gpu_search_batch: int = 65536
+    """Queries per faiss call on GPUs: large batches keep them busy."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"index kind {self.kind!r} is not one of {KINDS}")
+        if self.multi_gpu not in MULTI_GPU:
+            raise ValueError(f"multi_gpu {self.multi_gpu!r} is not one of {MULTI_GPU}")
+        if min(self.cpu_search_batch, self.gpu_search_batch) < 1:
+            raise ValueError("search batches must hold at least one query")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an index lives and how it is searched."""
+
+    gpus: int
+    """0: the CPU; else the number of GPUs the index spans."""
+    multi: str
+    """``single`` (CPU or one GPU), ``shards`` or ``replicas``."""
+    search_batch: int
+
+
+def faiss_gpus() -> tuple[bool, int]:
+    """(faiss was built with GPU support, number of GPUs it sees)."""
+    has_gpu = hasattr(faiss, "StandardGpuResources") and hasattr(faiss, "get_num_gpus")
+    return has_gpu, (int(faiss.get_num_gpus()) if has_gpu else 0)
+
+
+def choose_placement(config: IndexConfig, faiss_has_gpu: bool, num_gpus: int) -> Placement:
+    """The one decision between CPU and GPU retrieval, from what is installed and visible.
+
+    HNSW has no GPU version and stays on the CPU; ``use_gpu=True`` without faiss-gpu and a GPU is an error
+    rather than a silent CPU run; ``use_gpu=None`` takes the GPUs when there are any.
+    """
+    available = num_gpus if faiss_has_gpu else 0
+    if config.kind == "hnsw" or config.use_gpu is False:
+        return Placement(0, "single", config.cpu_search_batch)
+    if config.use_gpu and available == 0:
+        raise RuntimeError("use_gpu=True but faiss has no GPU support or sees no GPU "
+                           "(pip install -e .[gpu] installs faiss-gpu)")
+    if available == 0:
+        return Placement(0, "single", config.cpu_search_batch)
+    gpus = min(available, config.max_gpus) if config.max_gpus else available
+    return Placement(gpus, "single" if gpus == 1 else config.multi_gpu, config.gpu_search_batch)
 
 
 def lookup_rows(codes: np.ndarray, locales: np.ndarray, query_codes: np.ndarray, query_locales: np.ndarray
@@ -67,38 +122,70 @@ def retrieval_queries(sessions: np.ndarray, weight: float, table: np.ndarray, ro
     return sessions / np.maximum(np.linalg.norm(sessions, axis=1, keepdims=True), 1e-12)
 
 
-def _gpu_available() -> bool:
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
 class ItemIndex:
     """Top-k items of the session's locale for session embeddings, never an item of the session."""
 
     def __init__(self, config: IndexConfig | None = None):
         self.config = config or IndexConfig()
+        self.placement = choose_placement(self.config, *faiss_gpus())
         self._indexes: dict[int, faiss.Index] = {}
         self._codes: dict[int, np.ndarray] = {}
+        self._resources: dict = {}  # GPU number -> faiss.StandardGpuResources
+        self._keep: list = []  # sub-indexes a sharded/replicated faiss index does not own
         self.with_bias = False
 
     def _new_index(self, dim: int, n: int) -> faiss.Index:
+        """An empty CPU index of the configured kind (IVF untrained)."""
         cfg = self.config
         if cfg.kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        elif cfg.kind == "hnsw":
+            return faiss.IndexFlatIP(dim)
+        if cfg.kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = cfg.hnsw_ef_construction
             index.hnsw.efSearch = cfg.hnsw_ef_search
-        else:
-            lists = cfg.ivf_lists or max(1, min(n // 39, int(4 * np.sqrt(n))))  # faiss wants >= 39 points per cell
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-            index.nprobe = min(cfg.ivf_probe, lists)
-        use_gpu = _gpu_available() if cfg.use_gpu is None else cfg.use_gpu
-        if use_gpu and cfg.kind != "hnsw":
-            if not _gpu_available():
-                raise RuntimeError("use_gpu=True but faiss has no GPU support or sees no GPU")
-            self._gpu = getattr(self, "_gpu", None) or faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(self._gpu, 0, index)
+            return index
+        lists = cfg.ivf_lists or max(1, min(n // 39, int(4 * np.sqrt(n))))  # faiss wants >= 39 points per cell
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = min(cfg.ivf_probe, lists)
         return index
+
+    def _to_gpu(self, index: faiss.Index, device: int) -> faiss.Index:
+        if device not in self._resources:  # one per GPU: each reserves scratch memory
+            self._resources[device] = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(self._resources[device], device, index)
+
+    def _filled(self, vectors: np.ndarray) -> faiss.Index:
+        """An index over ``vectors`` where the placement says: the CPU, one GPU, or shards/replicas over GPUs.
+        An IVF index is trained once (on the first GPU when there is one) and that quantizer is shared."""
+        index = self._new_index(vectors.shape[1], len(vectors))
+        place = self.placement
+        if place.gpus == 0:
+            if not index.is_trained:
+                index.train(vectors)
+            index.add(vectors)
+            return index
+        first = self._to_gpu(index, 0)
+        if not first.is_trained:
+            first.train(vectors)
+        if place.gpus == 1:
+            first.add(vectors)
+            return first
+        trained = faiss.index_gpu_to_cpu(first)  # empty, trained: the template of every GPU's part
+        if place.multi == "replicas":
+            multi = faiss.IndexReplicas(vectors.shape[1], True)
+            parts = [(g, vectors) for g in range(place.gpus)]
+        else:
+            multi = faiss.IndexShards(vectors.shape[1], True, True)  # successive_ids: shard g's ids follow g-1's
+            parts = list(enumerate(np.array_split(vectors, place.gpus)))
+        for g, part in parts:
+            sub = self._to_gpu(trained, g)
+            sub.add(np.ascontiguousarray(part))
+            self._keep.append(sub)
+            if place.multi == "replicas":
+                multi.add_replica(sub)
+            else:
+                multi.add_shard(sub)
+        return multi
 
     def build(self, embeddings: np.ndarray, codes: np.ndarray, locales: np.ndarray,
               bias: np.ndarray | None = None) -> "ItemIndex":
@@ -118,13 +205,12 @@ class ItemIndex:
             embeddings = np.ascontiguousarray(np.hstack([embeddings, np.asarray(bias, np.float32)[:, None]]))
         for loc in np.unique(locales):
             rows = np.flatnonzero(locales == loc)
-            index = self._new_index(embeddings.shape[1], len(rows))
-            if not index.is_trained:
-                index.train(embeddings[rows])
-            index.add(embeddings[rows])
-            self._indexes[int(loc)] = index
+            self._indexes[int(loc)] = self._filled(embeddings[rows])
             self._codes[int(loc)] = np.asarray(codes[rows], dtype=np.int64)
-        logger.info("%s index over %d items in %d locale(s)", self.config.kind, len(embeddings), len(self._indexes))
+        place = self.placement
+        where = "CPU" if place.gpus == 0 else f"{place.gpus} GPU(s), {place.multi}"
+        logger.info("%s index over %d items in %d locale(s) on %s", self.config.kind, len(embeddings),
+                    len(self._indexes), where)
         return self
 
     def search(
@@ -148,7 +234,14 @@ class ItemIndex:
             index, codes = self._indexes[int(loc)], self._codes[int(loc)]
             extra = max((len(exclude[i]) for i in members), default=0)
             fetch = min(k + extra, index.ntotal)
-            scores, positions = index.search(queries[members], fetch)  # (m, fetch), best first
+            if self.placement.gpus and fetch > GPU_MAX_K:
+                logger.warning("%d neighbours asked of faiss-gpu, which returns at most %d", fetch, GPU_MAX_K)
+                fetch = GPU_MAX_K
+            batch = self.placement.search_batch
+            found = [index.search(queries[members[lo:lo + batch]], fetch) for lo in range(0, len(members), batch)]
+            scores = np.concatenate([f[0] for f in found]) if found else np.zeros((0, fetch), np.float32)
+            positions = np.concatenate([f[1] for f in found]) if found else np.zeros((0, fetch), np.int64)
+            # scores, positions: (m, fetch), best first
             cand = np.where(positions >= 0, codes[np.maximum(positions, 0)], -1)  # (m, fetch)
             n_ex = np.array([len(exclude[i]) for i in members])
             if n_ex.sum():

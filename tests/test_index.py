@@ -142,3 +142,64 @@ def test_retrieval_queries_add_the_weighted_row_and_normalise():
     np.testing.assert_allclose(out, [[5 / np.hypot(5, 4), 4 / np.hypot(5, 4)], [1.0, 0.0]], rtol=1e-6)
     np.testing.assert_allclose(retrieval_queries(sessions, 0.0, table, np.array([1, 0])), [[0.6, 0.8], [1.0, 0.0]])
     assert sessions[0, 0] == 3.0                    # the caller's array is left alone
+
+
+def test_placement_is_chosen_from_what_is_installed_and_visible(monkeypatch):
+    import faiss
+
+    from recformer_m2 import index as index_module
+    from recformer_m2.index import Placement, choose_placement, faiss_gpus
+
+    cfg = IndexConfig("flat")
+    assert choose_placement(cfg, False, 0) == Placement(0, "single", cfg.cpu_search_batch)
+    assert choose_placement(cfg, False, 4) == Placement(0, "single", cfg.cpu_search_batch)  # faiss-cpu: GPUs unused
+    assert choose_placement(cfg, True, 0).gpus == 0
+    assert choose_placement(cfg, True, 1) == Placement(1, "single", cfg.gpu_search_batch)
+    assert choose_placement(cfg, True, 4) == Placement(4, "shards", cfg.gpu_search_batch)
+    assert choose_placement(IndexConfig("ivf", multi_gpu="replicas", max_gpus=2), True, 4) == \
+        Placement(2, "replicas", cfg.gpu_search_batch)
+    assert choose_placement(IndexConfig("hnsw"), True, 4).gpus == 0       # no GPU HNSW
+    assert choose_placement(IndexConfig("flat", use_gpu=False), True, 4).gpus == 0
+    with pytest.raises(RuntimeError, match="use_gpu=True but faiss has no GPU support"):
+        choose_placement(IndexConfig("flat", use_gpu=True), False, 2)
+    with pytest.raises(ValueError, match="multi_gpu 'mirror'"):
+        IndexConfig(multi_gpu="mirror")
+    # detection reads the faiss module: faiss-cpu has no StandardGpuResources
+    monkeypatch.delattr(faiss, "StandardGpuResources", raising=False)
+    assert faiss_gpus() == (False, 0)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 3, raising=False)
+    assert faiss_gpus() == (True, 3)
+    assert ItemIndex(IndexConfig("flat")).placement == Placement(3, "shards", cfg.gpu_search_batch)
+    assert index_module.faiss is faiss
+
+
+@pytest.mark.parametrize("kind,multi", [("flat", "shards"), ("flat", "replicas"), ("ivf", "shards"),
+                                        ("ivf", "replicas")])
+def test_multi_gpu_layouts_match_exact_search(world, monkeypatch, kind, multi):
+    """The sharded and replicated layouts, with CPU indexes standing in for GPUs (same faiss classes, same
+    id bookkeeping), in small search batches: flat equals torch.topk, IVF keeps Recall@100 >= 0.95."""
+    import faiss
+
+    items, codes, locales, queries, q_locales, exclude = world
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: None, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 3, raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", faiss.clone_index, raising=False)
+    monkeypatch.setattr(ItemIndex, "_to_gpu", lambda self, index, device: faiss.clone_index(index))
+    index = ItemIndex(IndexConfig(kind, multi_gpu=multi, gpu_search_batch=37)).build(items, codes, locales)
+    assert index.placement.gpus == 3 and index.placement.multi == multi
+    wrapper = faiss.IndexShards if multi == "shards" else faiss.IndexReplicas
+    assert all(isinstance(x, wrapper) for x in index._indexes.values())
+    got, got_scores = index.search(queries, q_locales, 100, exclude)
+    for loc in (1, 4):
+        rows, mine = q_locales == loc, locales == loc
+        want, want_scores = exact_topk(items[mine], codes[mine], queries[rows], 100,
+                                       [exclude[i] for i in np.flatnonzero(rows)])
+        if kind == "flat":
+            np.testing.assert_allclose(got_scores[rows], want_scores, atol=1e-5)
+            assert (got[rows] == want).mean() > 0.999
+        else:
+            recall = np.mean([len(set(a) & set(e)) / 100 for a, e in zip(got[rows], want)])
+            assert recall >= 0.95, f"{kind}/{multi} recall@100 relative to exact: {recall:.3f}"
+    for row, ex in zip(got, exclude):
+        assert not set(row) & set(ex)
