@@ -4,7 +4,8 @@
         --deepspeed pretrain/ds_zero2.json [--tokenizer DIR] [--init DIR]
     python pretrain/pretrain.py ...same arguments...     # one process, no launcher
 
-Restarting the same command resumes exactly from the newest checkpoint in ``OUT/checkpoints``.
+Restarting the same command resumes exactly from the newest checkpoint in ``OUT/checkpoints`` (the newest
+readable one when it is damaged); with a changed config it stops naming the fields, unless --force-new-config.
 Any field of ``PretrainConfig`` can be overridden on the command line (``--max-steps 100``):
 command line > ``--config`` file > defaults. See pretrain/README.md.
 """
@@ -16,6 +17,7 @@ import logging
 import sys
 
 from recformer_m2.config import add_config_arguments, config_overrides, load_config
+from recformer_m2.errors import DataFormatError
 from recformer_m2.pretraining import PretrainConfig, run_pretraining
 
 
@@ -30,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", default=None, help="Recformer weights folder to start from")
     parser.add_argument("--stop-after-step", type=int, default=None,
                         help="crash drill: exit with status 1 right after the checkpoint of this step")
+    parser.add_argument("--force-new-config", action="store_true",
+                        help="resume OUT's checkpoint even though this config differs from the one it was saved under")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an error")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # passed by the launcher
     add_config_arguments(parser, PretrainConfig)
     return parser
@@ -41,8 +46,15 @@ def main(argv: list[str] | None = None) -> None:
                         stream=sys.stderr)
     logging.getLogger("recformer_m2").setLevel(logging.INFO)  # rank 0's level; the others are set to WARNING
     config = load_config(PretrainConfig, args.config, config_overrides(args, PretrainConfig))
-    final = run_pretraining(config, args.data, args.out, args.deepspeed, tokenizer_dir=args.tokenizer,
-                            init_dir=args.init, stop_after_step=args.stop_after_step)
+    try:
+        final = run_pretraining(config, args.data, args.out, args.deepspeed, tokenizer_dir=args.tokenizer,
+                                init_dir=args.init, stop_after_step=args.stop_after_step,
+                                force_new_config=args.force_new_config)
+    except DataFormatError as err:  # bad data, a damaged checkpoint, a changed config, a busy OUT: one line
+        if args.verbose:
+            raise
+        logging.getLogger("recformer_m2").error("%s", err)
+        sys.exit(1)
     logging.getLogger("recformer_m2").info("pretrained model written to %s", final)
 
 

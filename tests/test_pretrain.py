@@ -318,12 +318,22 @@ def test_table_negatives_run_refreshes_the_table_and_resumes_exactly(tiny_data, 
     _assert_same_weights(_weights(out / "final"), _weights(straight / "final"))
 
 
+FAST = ("--save-every", "2", "--eval-at-start", "false", "--max-retrieval-sessions", "0")
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tiny_data, tmp_path_factory) -> Path:
+    """An uninterrupted plain ``python pretrain.py`` run of the tiny config, a checkpoint every 2 steps."""
+    tmp = tmp_path_factory.mktemp("one-rank")
+    _ok(_run(_command(tiny_data, tmp / "straight", 1, *FAST), tmp, tmp / "straight.txt"), tmp / "straight.txt")
+    return tmp / "straight"
+
+
 @pytest.mark.slow
-def test_single_process_killed_mid_run_resumes_exactly(tiny_data, tmp_path):
+def test_single_process_killed_mid_run_resumes_exactly(tiny_data, single_process_run, tmp_path):
     """Plain ``python pretrain.py`` (no launcher): SIGKILL once a checkpoint exists, restart, compare."""
-    fast = ("--save-every", "2", "--eval-at-start", "false", "--max-retrieval-sessions", "0")
-    straight = tmp_path / "straight"
-    _ok(_run(_command(tiny_data, straight, 1, *fast), tmp_path, tmp_path / "straight.txt"), tmp_path / "straight.txt")
+    fast = FAST
+    straight = single_process_run
 
     out = tmp_path / "killed"
     with open(tmp_path / "killed.txt", "w") as f:
@@ -340,3 +350,73 @@ def test_single_process_killed_mid_run_resumes_exactly(tiny_data, tmp_path):
     _ok(_run(_command(tiny_data, out, 1, *fast), tmp_path, log), log)
     assert "resumed from step_" in log.read_text()
     _assert_same_weights(_weights(out / "final"), _weights(straight / "final"))
+
+
+@pytest.mark.slow
+def test_changed_config_is_refused_and_a_damaged_newest_checkpoint_falls_back(tiny_data, single_process_run, tmp_path):
+    """A finished run's OUT rerun with another learning rate stops in one line naming the field; with its
+    newest checkpoint truncated, the rerun resumes from the one before (a warning says so) and ends with the
+    uninterrupted run's weights."""
+    out = tmp_path / "out"
+    shutil.copytree(single_process_run, out)
+    shutil.rmtree(out / "final")
+    log = tmp_path / "changed.txt"
+    assert _run(_command(tiny_data, out, 1, *FAST, "--lr", "0.5"), tmp_path, log) == 1
+    text = log.read_text()
+    assert "cannot resume with a changed configuration: lr (saved" in text and "Traceback" not in text
+    tags = sorted(p.name for p in (out / "checkpoints").glob("step_*"))
+    states = out / "checkpoints" / tags[-1] / "mp_rank_00_model_states.pt"
+    states.write_bytes(states.read_bytes()[: states.stat().st_size // 2])
+    log = tmp_path / "fallback.txt"
+    _ok(_run(_command(tiny_data, out, 1, *FAST), tmp_path, log), log)
+    text = log.read_text()
+    assert f"checkpoint {tags[-1]} cannot be resumed from" in text and f"resumed from {tags[-2]}" in text
+    _assert_same_weights(_weights(out / "final"), _weights(single_process_run / "final"))
+
+
+def _fake_checkpoint(folder: Path, ranks: int = 1) -> None:
+    from recformer_m2.pretraining.checkpoints import _rng_file, save_rng_state
+
+    folder.mkdir(parents=True)
+    torch.save({"module": {"w": torch.ones(3)}}, folder / "mp_rank_00_model_states.pt")
+    for rank in range(ranks):
+        save_rng_state(_rng_file(folder, rank))
+
+
+def test_resume_tag_is_the_newest_readable_checkpoint(tmp_path, caplog):
+    from recformer_m2.models.folders import ModelFolderError
+    from recformer_m2.pretraining.checkpoints import resume_tag
+
+    for step in (2, 4, 6):
+        _fake_checkpoint(tmp_path / f"step_{step:08d}")
+    (tmp_path / "latest").write_text("step_00000006")
+    assert resume_tag(tmp_path, 1) == "step_00000006"
+    flipped = tmp_path / "step_00000006" / "mp_rank_00_model_states.pt"
+    data = bytearray(flipped.read_bytes())
+    data[data.index(torch.ones(3).numpy().tobytes()) + 1] ^= 0xFF  # a flipped byte in a weight: its CRC fails
+    flipped.write_bytes(bytes(data))
+    rng = tmp_path / "step_00000004" / "rng_state_00000.safetensors"
+    rng.write_bytes(rng.read_bytes()[:-5])
+    with caplog.at_level("WARNING"):
+        assert resume_tag(tmp_path, 1) == "step_00000002"
+    assert "step_00000006 cannot be resumed from" in caplog.text and "step_00000004 cannot be resumed" in caplog.text
+    with pytest.raises(ModelFolderError, match="fewer ranks"):
+        resume_tag(tmp_path, 2)
+    shutil.rmtree(tmp_path / "step_00000002")
+    with pytest.raises(ModelFolderError, match="no readable checkpoint left"):
+        resume_tag(tmp_path, 1)
+
+
+def test_rng_state_round_trips_without_pickles(tmp_path):
+    import random
+
+    from recformer_m2.pretraining.checkpoints import load_rng_state, save_rng_state
+
+    random.seed(3), np.random.seed(4), torch.manual_seed(5)
+    np.random.normal()  # a cached gaussian in numpy's state
+    save_rng_state(tmp_path / "rng.safetensors")
+    expected = (random.random(), np.random.normal(), torch.rand(2))
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    load_rng_state(tmp_path / "rng.safetensors")
+    got = (random.random(), np.random.normal(), torch.rand(2))
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])

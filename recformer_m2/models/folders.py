@@ -36,7 +36,7 @@ def check_safetensors(path: str | Path) -> None:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             if length > size - 8:
-                raise ValueError(f"header of {length} bytes in a file of {size}")
+                raise ModelFolderError(path, f"{path}: truncated ({size} bytes; its header alone needs {8 + length})")
             header = json.loads(f.read(length))
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     except (struct.error, ValueError, KeyError, TypeError, IndexError) as err:

@@ -1,11 +1,19 @@
-"""DeepSpeed checkpoints with per-rank RNG state, an atomic ``latest`` file, and export."""
+"""DeepSpeed checkpoints with per-rank RNG state, an atomic ``latest`` file, a fallback to the newest readable
+checkpoint, and export.
+
+RNG states are safetensors plus JSON (:mod:`recformer_m2.state_files`), never pickles; each checkpoint also
+holds the pretraining config it was written under (``pretrain_config.json``), read before anything is loaded
+so that a resume under another config is refused naming the fields.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +22,8 @@ import torch
 import torch.distributed as dist
 
 from ..models import RecformerConfig, RecformerForPretraining
+from ..models.folders import ModelFolderError, check_safetensors
+from ..state_files import read_state, save_state
 from ..tokenizer import load_tokenizer
 from .config import LATEST, TAG_PREFIX
 from .distributed import DistEnv
@@ -36,26 +46,94 @@ def latest_tag(checkpoint_dir: str | Path) -> str | None:
     return tag
 
 
+RUN_CONFIG = "pretrain_config.json"
+"""Written into every checkpoint folder: the config the run had when it wrote it."""
+
+
 def _rng_file(tag_dir: Path, rank: int) -> Path:
-    return tag_dir / f"rng_state_{rank:05d}.pt"
+    return tag_dir / f"rng_state_{rank:05d}.safetensors"
 
 
-def rng_state() -> dict[str, Any]:
-    """This process's RNG states: python, numpy (legacy global), torch CPU and every CUDA device."""
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
+def save_rng_state(path: Path) -> None:
+    """This process's RNG states (python, numpy's legacy global, torch CPU and every CUDA device): the
+    tensors as safetensors, python's and numpy's as JSON lists."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_state(path, tensors, {"python": [version, list(words), gauss],
+                               "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]})
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+def load_rng_state(path: Path) -> None:
+    """Restore what :func:`save_rng_state` wrote."""
+    tensors, values = read_state(path)
+    version, words, gauss = values["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, pos, has_gauss, cached = values["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def checkpoint_problem(tag_dir: Path, world_size: int) -> str | None:
+    """Why the checkpoint folder cannot be resumed from (missing or damaged files), or None when every file
+    reads: the RNG files of ``world_size`` ranks, the run config, and a CRC check of each torch zip file."""
+    if not tag_dir.is_dir():
+        return f"{tag_dir} is not a folder"
+    for rank in range(world_size):
+        if not _rng_file(tag_dir, rank).is_file():
+            return (f"{_rng_file(tag_dir, rank)} is missing: the checkpoint was written by fewer ranks than this "
+                    f"run's {world_size}; resume with the same number of ranks")
+    for path in sorted(tag_dir.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                check_safetensors(path)
+            elif path.suffix == ".pt":
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    return f"{path}: damaged (member {bad} fails its CRC check)"
+            elif path.name == RUN_CONFIG:
+                json.loads(path.read_text(encoding="utf-8"))
+        except (ModelFolderError, zipfile.BadZipFile, OSError, ValueError) as err:
+            return f"{path}: damaged ({err})"
+    if not list(tag_dir.glob("*model_states.pt")):
+        return f"{tag_dir}: no model states file"
+    return None
+
+
+def resume_tag(checkpoint_dir: str | Path, world_size: int) -> str | None:
+    """The newest checkpoint that can be resumed from: the one ``latest`` names, or, when it is missing or
+    damaged, the newest older one that reads (with a warning naming what is wrong); None when there is none."""
+    checkpoint_dir = Path(checkpoint_dir)
+    named = (checkpoint_dir / LATEST).read_text(encoding="utf-8").strip() if (checkpoint_dir / LATEST).is_file() else None
+    if named is None:
+        return None
+    tags = sorted((p.name for p in checkpoint_dir.glob(f"{TAG_PREFIX}*") if p.is_dir() and p.name <= named),
+                  reverse=True)
+    if named not in tags:
+        tags.insert(0, named)
+    for tag in tags:
+        problem = checkpoint_problem(checkpoint_dir / tag, world_size)
+        if problem is None:
+            if tag != named:
+                logger.warning("resuming from the older checkpoint %s instead", tag)
+            return tag
+        if "fewer ranks" in problem:
+            raise ModelFolderError(checkpoint_dir / tag, problem)
+        logger.warning("checkpoint %s cannot be resumed from: %s", tag, problem)
+    raise ModelFolderError(checkpoint_dir, f"{checkpoint_dir}: no readable checkpoint left (see the warnings above); "
+                                           f"delete {checkpoint_dir} to start over")
+
+
+def saved_run_config(checkpoint_dir: str | Path, tag: str) -> dict[str, Any] | None:
+    """The pretraining config a checkpoint was written under (None for a checkpoint of an earlier version)."""
+    path = Path(checkpoint_dir) / tag / RUN_CONFIG
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def save_checkpoint(engine, checkpoint_dir: Path, step: int, client_state: dict[str, Any], env: DistEnv,
@@ -72,7 +150,9 @@ def save_checkpoint(engine, checkpoint_dir: Path, step: int, client_state: dict[
             shutil.rmtree(tag_dir)
         tag_dir.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    torch.save(rng_state(), _rng_file(tag_dir, env.rank))
+    save_rng_state(_rng_file(tag_dir, env.rank))
+    if env.is_main and "pretrain_config" in client_state:
+        (tag_dir / RUN_CONFIG).write_text(json.dumps(client_state["pretrain_config"], indent=2) + "\n", encoding="utf-8")
     engine.save_checkpoint(str(checkpoint_dir), tag=tag, client_state=client_state, save_latest=False)
     dist.barrier()  # every rank's files are on disk
     if env.is_main:
@@ -100,7 +180,7 @@ def load_checkpoint(engine, checkpoint_dir: Path, tag: str, env: DistEnv) -> dic
                                           load_lr_scheduler_states=True)
     if path is None:
         raise RuntimeError(f"DeepSpeed could not load checkpoint {checkpoint_dir / tag}")
-    set_rng_state(torch.load(rng_path, weights_only=False))
+    load_rng_state(rng_path)
     return client
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,7 +21,9 @@ from ..data import Catalog, M2Data
 from ..encode import RecformerEncoder, catalog_items
 from ..models import RecformerForPretraining, SessionCollator
 from ..tokenizer import load_tokenizer, train_tokenizer
-from .checkpoints import export_checkpoint, latest_tag, load_checkpoint, save_checkpoint
+from ..models.folders import check_resume_config
+from ..run_lock import RunLockedError, output_lock
+from .checkpoints import export_checkpoint, latest_tag, load_checkpoint, resume_tag, save_checkpoint, saved_run_config
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
 from .data import ItemTable, MicroBatches, PretrainDataset, PretrainExamples, batch_loader, epoch_batches, prepare_data
 from .distributed import (DistEnv, deepspeed_config, init_distributed, parameter_groups, release_shm_buffers,
@@ -28,6 +31,9 @@ from .distributed import (DistEnv, deepspeed_config, init_distributed, parameter
 from .validation import _append_metrics, _truncate_metrics, validate
 
 logger = logging.getLogger(__name__)
+
+RESUME_IGNORED = ("log_every", "num_workers", "keep_checkpoints", "eval_batch_size", "encode_batch_size")
+"""PretrainConfig fields a resumed run may change: they do not change the weights it trains."""
 
 
 def prepare_tokenizer(out: Path, catalog: Catalog, config: PretrainConfig, env: DistEnv,
@@ -96,21 +102,51 @@ class TableRefresher:
                     time.perf_counter() - start)
 
 
+def _config_values(config: PretrainConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
 def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     deepspeed_json: str | Path, tokenizer_dir: str | Path | None = None,
-                    init_dir: str | Path | None = None, stop_after_step: int | None = None) -> Path:
+                    init_dir: str | Path | None = None, stop_after_step: int | None = None,
+                    force_new_config: bool = False) -> Path:
     """Pretrain, resuming from ``OUT/checkpoints`` when a checkpoint is there; returns ``OUT/final``.
 
+    Resumes from the newest readable checkpoint (an older one, with a warning, when the newest is damaged);
+    a resume under a changed config is refused naming the fields unless ``force_new_config``; rank 0 holds
+    ``OUT/run.lock``, so a second live run into the same OUT is refused.
     ``stop_after_step`` is a crash drill: every rank ends with ``os._exit(1)`` right after the
     checkpoint of that step is complete, as if killed.
     """
-    import deepspeed
-
     env = init_distributed()
     _setup_logging(env)
     out = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        locked = torch.ones(1, device=env.device)
+        refusal = None
+        if env.is_main:
+            try:
+                stack.enter_context(output_lock(out))
+            except RunLockedError as err:
+                refusal, locked[0] = err, 0
+        dist.broadcast(locked, src=0)  # every rank stops, not rank 0 alone
+        if not locked.item():
+            raise refusal or RunLockedError(out, f"{out} is in use by another live run (rank 0 holds no lock)")
+        return _run_pretraining(config, data_dir, out, deepspeed_json, tokenizer_dir, init_dir, stop_after_step,
+                                force_new_config, env)
+
+
+def _run_pretraining(config: PretrainConfig, data_dir: str | Path, out: Path, deepspeed_json: str | Path,
+                     tokenizer_dir: str | Path | None, init_dir: str | Path | None, stop_after_step: int | None,
+                     force_new_config: bool, env: DistEnv) -> Path:
+    import deepspeed
+
     checkpoint_dir = out / CHECKPOINTS
     metrics_path = out / METRICS_FILE
+    tag = resume_tag(checkpoint_dir, env.world_size)  # before anything in OUT is rewritten
+    saved = None if tag is None else saved_run_config(checkpoint_dir, tag)
+    if saved is not None:
+        check_resume_config(checkpoint_dir / tag, saved, _config_values(config), force_new_config, RESUME_IGNORED)
     if env.is_main:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "pretrain_config.json")
@@ -159,9 +195,11 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
                  "steps_per_epoch": steps_per_epoch}
 
     step = 0
-    tag = latest_tag(checkpoint_dir)
     if tag is not None:
         client = load_checkpoint(engine, checkpoint_dir, tag, env)
+        if saved is None:  # a checkpoint of an earlier version: its config is in the client state
+            check_resume_config(checkpoint_dir / tag, client.get("pretrain_config", {}), _config_values(config),
+                                force_new_config, RESUME_IGNORED)
         changed = {k: (client.get(k), v) for k, v in run_facts.items() if client.get(k) != v}
         if changed:
             raise ValueError(f"cannot resume {checkpoint_dir / tag} exactly: (checkpoint, now) differ for {changed}")
@@ -242,7 +280,7 @@ def run_pretraining(config: PretrainConfig, data_dir: str | Path, out_dir: str |
 
     final = out / FINAL
     if env.is_main:
-        export_checkpoint(checkpoint_dir, final, latest_tag(checkpoint_dir))
+        export_checkpoint(checkpoint_dir, final, latest_tag(checkpoint_dir))  # the one this run wrote last
     dist.barrier()
     release_shm_buffers(env)
     return final
