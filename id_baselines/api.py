@@ -101,7 +101,9 @@ def train_on_sessions(
     vocab = vocab if vocab is not None else ItemVocab.from_sessions(catalog, train)
     code_to_index = vocab.index_of(catalog.ids)
     train_examples = SessionExamples.for_training(sessions_to_vocab(train, code_to_index), config.augment)
-    valid_examples = SessionExamples.for_training(sessions_to_vocab(valid, code_to_index), augment=False)
+    # every held-out session, also those whose target or items the vocabulary lacks (misses or guesses, as on
+    # test): validation is never filtered by its labels
+    valid_examples = SessionExamples.for_prediction(sessions_to_vocab(valid, code_to_index))
     logger.info("%s: %d items, %d training examples from %d sessions, %d validation sessions",
                 name, len(vocab) - 1, len(train_examples), len(train), len(valid_examples))
     torch.manual_seed(config.seed)

@@ -331,6 +331,26 @@ def test_metrics_of_predictions_match_hand_computed_ranks(trained: dict[str, Pat
     assert table.loc["overall", "MRR@100"] == pytest.approx(rank_metrics(ranked, targets)["mrr"].mean())
 
 
+def test_validation_mrr_counts_every_held_out_session(tiny_data: M2Data, tmp_path: Path):
+    # Validation keeps sessions whose target the model cannot know (outside its vocabulary): they count as
+    # misses, as they would on test. The logged MRR equals the MRR of the model's own recommendations for
+    # every held-out session; validation that dropped those sessions (filtered by its labels) did not.
+    from id_baselines.api import train_on_sessions
+    from recformer_m2.data import validation_split
+
+    sessions = tiny_data.train.select(tiny_data.train.in_locales(TASK_LOCALES[1]))
+    fit_idx, valid_idx = validation_split(sessions, 0.2, 0, None)
+    train, valid = sessions.select(fit_idx), sessions.select(valid_idx)
+    vocab = ItemVocab.from_sessions(tiny_data.catalog, train)
+    # sessions with an item the model knows (an all-unknown session scores every item alike: ties)
+    known = np.isin(tiny_data.catalog.ids[valid.items], vocab.ids)
+    valid = valid.select(np.bincount(valid.session_index[known], minlength=len(valid)) > 0)
+    assert not np.isin(tiny_data.catalog.ids[valid.next_item], vocab.ids).all()  # some targets are unknowable
+    result = train_on_sessions("narm", tiny_config(), tiny_data.catalog, train, tmp_path, valid=valid)
+    ranked = load_baseline(tmp_path, tiny_data.catalog).recommend(valid, k=100, progress=False)
+    assert result.best_mrr == pytest.approx(rank_metrics(ranked, valid.next_item, 100)["mrr"].mean(), abs=1e-6)
+
+
 def test_training_resumes_from_the_last_checkpoint(tiny_dir: Path, tmp_path: Path):
     out = train_baseline("stamp", tiny_dir, 1, "supervised", tmp_path / "r", overrides=TINY)
     first = json.loads((out / "history.json").read_text())
