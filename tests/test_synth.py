@@ -1,12 +1,14 @@
 """Tests of the synthetic Amazon-M2 generator: exact KDD Cup file format, realism statistics, determinism.
 
-``tiny`` checks the format and determinism; the realism statistics are checked once on ``small``
-(generated once per module, about a second).
+``tiny`` checks the format and determinism in every style; the realism statistics are checked once on
+``small`` of the default style (generated once per module, a few seconds), the old world's own
+regularities on ``classic``, and ``classic`` is byte-identical to the generator before styles existed.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -18,7 +20,9 @@ from scipy import sparse
 
 from recformer_m2 import synth_vocab as V
 from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS, TASK_LOCALES
-from recformer_m2.synth import SCALES, _prev_repr_10, generate, numpy_str_repr
+from recformer_m2.synth import DEFAULT_STYLE, SCALES, STYLES, _prev_repr_10, generate, numpy_str_repr
+from recformer_m2.synth.stats import (CALIBRATION_TARGETS, last_title_bleu, read_sessions, sample_per_locale,
+                                      session_stats)
 
 ID_IN_PREV = re.compile(r"'([^']*)'")
 ASIN = re.compile(r"^B0[0-9A-Z]{8}$")
@@ -48,17 +52,32 @@ def _prev(df: pd.DataFrame) -> list[list[str]]:
     return [ID_IN_PREV.findall(s) for s in df["prev_items"]]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("synth_tiny")
-    return out, generate(out, scale="tiny", seed=0)
+CLASSIC_SHA256 = {
+    ("tiny", 0): "e34f9ee1e5af1c7f14af2fe391b85259f21ca06be961bd129f9d33ad62fed6cc",
+    ("tiny", 7): "233b5424803b5af7db2d39ad22170d2ec246bffd0abd860a42723d652622c63e",
+}
+"""sha256 over (file name, bytes) of every file, in name order, as the generator wrote them before styles
+existed (commit 823771d, ``generate(out, "tiny", seed)``)."""
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The ``small`` data set, read back once: the frames every realism test looks at."""
-    out = tmp_path_factory.mktemp("synth_small")
-    stats = generate(out, scale="small", seed=0)
+def _folder_sha256(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.csv")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module", params=sorted(STYLES))
+def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp(f"synth_tiny_{request.param}")
+    return out, generate(out, scale="tiny", seed=0, style=request.param)
+
+
+def _small(tmp_path_factory: pytest.TempPathFactory, style: str) -> dict:
+    """The ``small`` data set of a style, read back once: the frames every realism test looks at."""
+    out = tmp_path_factory.mktemp(f"synth_small_{style}")
+    stats = generate(out, scale="small", seed=0, style=style)
     data = {name: _read(out, name) for name in HEADERS}
     data["dir"] = out
     data["stats"] = stats
@@ -70,6 +89,18 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict:
         counts[loc][nxt] += 1
     data["counts"] = counts
     return data
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``small`` in the default style (the one calibrated to real sessions)."""
+    return _small(tmp_path_factory, DEFAULT_STYLE)
+
+
+@pytest.fixture(scope="module")
+def classic_small(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``small`` in the classic style, for the regularities of that world."""
+    return _small(tmp_path_factory, "classic")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,8 +322,10 @@ def test_long_tailed_popularity(small: dict) -> None:
         c = np.array([small["counts"][loc][i] for i in ids])
         assert (c < 3).mean() >= 0.3, loc  # many rare products
         top = np.sort(c)[::-1]
-        assert top[: len(top) // 10].sum() / top.sum() > 0.4, loc  # a tenth of the products take most views
-        assert top[0] > 20 * max(np.median(c), 1), loc
+        # a tenth of the products take a large share of the views (real ES/IT sessions, products seen in
+        # 1,800 of them: 0.30-0.31; the whole catalogue, unseen products included, is more skewed still)
+        assert top[: len(top) // 10].sum() / top.sum() > 0.25, loc
+        assert top[0] > 5 * max(np.median(c), 1), loc
 
 
 def _covisitation_and_popularity(small: dict, task: int) -> dict[str, dict[str, float]]:
@@ -370,7 +403,32 @@ def test_title_similarity_finds_rare_next_items(recall: dict) -> None:
     assert text > 0.25 and text > pop + 0.2
 
 
-def test_task3_targets_are_new_variants_of_session_lines(small: dict) -> None:
+def _task3_closeness(small: dict) -> np.ndarray:
+    """Per task-3 session: the best word Jaccard between the target title and a session title."""
+    products = small["products_train.csv"]
+    test = small["sessions_test_task3.csv"]
+    gt = small["gt_task3.csv"]
+    assert set(gt["locale"]) == set(LOCALES)
+    assert not gt["next_item_title"].isin(set(products["title"])).any()  # never sold, so in no session either
+    titles = dict(zip(zip(products["id"], products["locale"]), products["title"]))
+    close = []
+    for prev, title, loc in zip(_prev(test), gt["next_item_title"], gt["locale"]):
+        assert title and (loc != "JP" or JAPANESE.search(title))
+        t = set(re.findall(r"\w+", title.lower()))
+        close.append(max(len(t & s) / len(t | s) for s in (set(re.findall(r"\w+", titles[(i, loc)].lower()))
+                                                           for i in prev)))
+    return np.array(close)
+
+
+def test_task3_targets_are_new_products_near_the_session(small: dict) -> None:
+    """Default style: a new product one move from the last item: often its line, often another."""
+    close = _task3_closeness(small)
+    assert 0.35 < (close >= 0.4).mean() < 0.8 and (close < 1.0).all()
+    assert 0.22 <= last_title_bleu(small["dir"]) <= 0.34
+
+
+def test_task3_targets_are_new_variants_of_session_lines(classic_small: dict) -> None:
+    small = classic_small
     products = small["products_train.csv"]
     test = small["sessions_test_task3.csv"]
     gt = small["gt_task3.csv"]
@@ -390,3 +448,52 @@ def test_task3_targets_are_new_variants_of_session_lines(small: dict) -> None:
     close_a = np.array(close)
     assert (close_a >= 0.4).mean() > 0.9  # the title is predictable from the session's titles
     assert (close_a < 1.0).all()
+
+
+# --------------------------------------------------------------------------------------------------
+# styles
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 7])
+def test_classic_is_byte_identical_to_the_generator_before_styles(tmp_path: Path, seed: int) -> None:
+    generate(tmp_path, "tiny", seed, style="classic")
+    assert _folder_sha256(tmp_path) == CLASSIC_SHA256[("tiny", seed)]
+
+
+def test_styles_are_typed_configs_and_differ(tmp_path: Path) -> None:
+    assert DEFAULT_STYLE == "m2" and {"classic", "m2", "bazaar"} <= set(STYLES)
+    for name, st in STYLES.items():
+        assert st.name == name
+        with pytest.raises(AttributeError):  # frozen
+            st.p_line = 0.5  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown synth style"):
+        generate(tmp_path / "x", "tiny", 0, style="nope")
+    titles = {}
+    for name in STYLES:
+        generate(tmp_path / name, "tiny", 0, style=name)
+        titles[name] = set(_read(tmp_path / name, "products_train.csv")["title"])
+    assert len({frozenset(t) for t in titles.values()}) == len(STYLES)
+    assert _folder_sha256(tmp_path / DEFAULT_STYLE) != CLASSIC_SHA256[("tiny", 0)]
+
+
+def test_default_style_is_calibrated_to_real_sessions(small: dict) -> None:
+    """Issue 16's statistics on ES/FR/IT training sessions (2,000 per locale or all there are) within
+    +-20% of the real Amazon-M2 values; ``bench/bench_calibration.py`` prints the same table."""
+    train = read_sessions(small["dir"], SMALL_LOCALES)
+    n = {loc: min(2000, int((train["locale"] == loc).sum())) for loc in SMALL_LOCALES}
+    rows = train.iloc[sample_per_locale(train["locale"], n, seed=0)]
+    got = session_stats(rows["prev_items"].tolist(), rows["next_item"].tolist()).as_dict()
+    for key, real in CALIBRATION_TARGETS.items():
+        if key != "last_title_bleu":
+            assert abs(got[key] / real - 1) <= 0.2, (key, got[key], real)
+
+
+def test_styled_titles_vary_by_brand_and_carry_the_product(small: dict) -> None:
+    """Not one template per locale: separators and slot orders vary, marketing words and typos occur;
+    yet the kind is still in (nearly) every title and imports keep their brand."""
+    p = small["products_train.csv"]
+    es = p[p["locale"] == "ES"]["title"]
+    assert es.str.contains(" - ").mean() > 0.05 and es.str.contains(r" \| ").mean() > 0.02
+    assert es.str.contains(",").mean() > 0.3 and not es.str.contains(",").all()
+    starts_with_kind = es.map(lambda t: any(t.startswith(k.names[3]) for k in V.KINDS))
+    assert 0.1 < starts_with_kind.mean() < 0.7
+    assert es.str.contains("Premium|Nuevo|Mejorado|Original").mean() > 0.03

@@ -94,6 +94,9 @@ class SynthStyle:
     """A product drawn by popularity over the whole locale."""
     p_repeat: float = 0.15
     """One of the session's earlier products again (the last one included)."""
+    repeat_skips_last: bool = False
+    """A repeat move returns to a product before the last one (viewing the last again is ``p_again``);
+    at the session's second position, where there is none, it drifts instead."""
     p_again: float = 0.0
     """The product just viewed, again (a product viewed twice in a row)."""
     p_drift: float = 0.0
@@ -137,9 +140,9 @@ STYLES: dict[str, SynthStyle] = {
     "classic": SynthStyle(),
     "m2": SynthStyle(
         name="m2",
-        catalogue_exponent=0.62, variants_p=0.3, line_pop_sigma=1.1, lines_per_brand=4.0,
-        p_line=0.22, p_kind=0.20, p_related=0.08, p_random=0.03, p_repeat=0.11, p_again=0.12, p_drift=0.24,
-        drift_power=0.15, len_mu=0.87, len_sigma=0.82, task3_walk=True, task3_last=0.5,
+        catalogue_exponent=0.68, variants_p=0.3, line_pop_sigma=0.4, lines_per_brand=4.0,
+        p_line=0.38, p_kind=0.065, p_related=0.055, p_random=0.0, p_repeat=0.24, p_again=0.085, p_drift=0.175,
+        repeat_skips_last=True, drift_power=0.0, len_mu=0.87, len_sigma=0.82, task3_walk=True, task3_last=0.5,
         title_family="seller", brand_template=0.7, marketing=0.35, abbreviate=0.3, drop_attr=0.3, typo=0.04,
         variant_text=0.5, seller_suffix=0.15, model_in_title=0.35, no_series=0.3,
     ),

@@ -67,3 +67,29 @@ SELLER_NOTES: tuple[Six, ...] = (
 
 PACK_SHORT: Six = ("{} pcs", "{} Stk.", "{}個", "{} uds", "{} pcs", "{} pz")
 """Short pack forms of lines written in abbreviations."""
+
+PHRASE_CATEGORIES: dict[str, str] = {
+    "with Stand": "electronics kitchen office",
+    "Fast Charging": "electronics",
+    "2023 Version": "*",
+    "Extra Soft": "home clothing pets beauty toys",
+    "Anti-Slip": "home sports kitchen electronics",
+    "Waterproof": "electronics sports clothing office",
+    "with Gift Box": "*",
+    "Travel Size": "beauty kitchen cleaning home",
+    "Quick Dry": "home sports clothing",
+    "Non-Toxic": "toys pets cleaning kitchen",
+    "with Carry Bag": "sports electronics toys home",
+    "Refill": "cleaning beauty office",
+    "Limited Edition": "*",
+    "Foldable": "home sports kitchen",
+    "Reinforced": "electronics home pets",
+    "Matte Finish": "electronics kitchen office",
+    "Glossy": "electronics office beauty",
+    "Family Size": "cleaning kitchen home",
+    "for Kids": "toys clothing sports kitchen",
+    "for Men": "clothing beauty sports",
+    "for Women": "clothing beauty sports",
+    "Unscented": "beauty cleaning pets",
+}
+"""Categories (``vocab.CATEGORIES``) each variant phrase fits, by its UK form; "*" fits every category."""

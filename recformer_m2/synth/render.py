@@ -222,6 +222,14 @@ TITLE_FAMILIES: dict[str, tuple[tuple[tuple[tuple[str, str], ...], ...], ...]] =
 """Template families per locale (the same templates in every locale; separators adapt in JP)."""
 
 
+_PHRASES_OF_CATEGORY: dict[str, tuple[int, ...]] = {
+    c: tuple(i for i, ph in enumerate(X.VARIANT_PHRASES)
+             if X.PHRASE_CATEGORIES[ph[0]] == "*" or c in X.PHRASE_CATEGORIES[ph[0]].split())
+    for c in V.CATEGORIES
+}
+"""Variant phrases that fit each category (no "fast charging" bed sheets)."""
+
+
 def _styled_title(templates: tuple[tuple[tuple[str, str], ...], ...], cat: Catalog, g: int, combo: int, loc: int,
                   kind: str, model: str, size: str, color: str, pack: int, st: SynthStyle) -> str:
     """One title by the line's template, with its marketing words, omissions, short forms and phrases."""
@@ -233,8 +241,9 @@ def _styled_title(templates: tuple[tuple[tuple[str, str], ...], ...], cat: Catal
     pack_t = "" if pack <= 1 or drop[3] else (X.PACK_SHORT[loc] if short else V.PACK_FMT[loc]).format(pack)
     words = [X.MARKETING[m % len(X.MARKETING)][loc] for m in tx.marketing[g].tolist() if m >= 0]
     h = ((g * 1000003 + combo * 7919 + 12345) % 9973) / 9973.0
-    phrase = X.VARIANT_PHRASES[(int(tx.feature[g]) + 7 * combo) % len(X.VARIANT_PHRASES)][loc] \
-        if h < st.variant_text else ""
+    fits = _PHRASES_OF_CATEGORY[V.KINDS[int(cat.kind[g])].category]
+    phrase = X.VARIANT_PHRASES[fits[(int(tx.feature[g]) + 7 * combo) % len(fits)]][loc] \
+        if h < st.variant_text and fits else ""
     parts = {
         "B": "" if drop[4] else cat.brand[g], "S": "" if drop[0] else cat.series[g], "K": kind, "M": model,
         "Z": "" if drop[1] else size, "C": "" if drop[2] else color, "P": pack_t, "X": " ".join(words[:1]),

@@ -83,7 +83,7 @@ def sample(rng: np.random.Generator, cw0: np.ndarray, lo: np.ndarray, hi: np.nda
 
 
 def step(rng: np.random.Generator, lay: Layout, cur: np.ndarray, probs: np.ndarray,
-          history: tuple[np.ndarray, np.ndarray, int] | None) -> tuple[np.ndarray, np.ndarray]:
+         history: tuple[np.ndarray, np.ndarray, int] | None, skip_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One step of every session in ``cur``: pick an action each, fall back when it is impossible.
 
     ``history`` = (flat items, session offsets, step t) lets a session repeat one of its first t items.
@@ -121,7 +121,11 @@ def step(rng: np.random.Generator, lay: Layout, cur: np.ndarray, probs: np.ndarr
     if len(i):
         assert history is not None
         flat, off, t = history
-        out[i] = flat[off[i] + np.floor(rng.random(len(i)) * t).astype(np.int64)]
+        if skip_last and t == 1:  # nothing before the last product yet
+            act[i] = _DRIFT
+        else:
+            span = t - 1 if skip_last else t
+            out[i] = flat[off[i] + np.floor(rng.random(len(i)) * span).astype(np.int64)]
     i = np.nonzero(act == _AGAIN)[0]
     if len(i):
         out[i] = cur[i]
@@ -170,7 +174,7 @@ def walk(rng: np.random.Generator, lay: Layout, n: int, st: SynthStyle) -> Walks
     probs_new /= probs_new.sum()
     for t in range(1, int(lens[0])):
         m = int(active[t])
-        nxt, act = step(rng, lay, cur[:m], probs, (flat, off[:m], t))
+        nxt, act = step(rng, lay, cur[:m], probs, (flat, off[:m], t), st.repeat_skips_last)
         # shoppers mostly move on to products they have not looked at yet: repeats come from the repeat moves
         prefix = np.full(m, t)
         again = np.nonzero((act != _REPEAT) & (act != _AGAIN))[0]
