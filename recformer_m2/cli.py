@@ -18,7 +18,7 @@ logger = logging.getLogger("recformer_m2")
 def cmd_synth(args: argparse.Namespace) -> None:
     from .synth import generate
 
-    generate(args.out, scale=args.scale, seed=args.seed)
+    generate(args.out, scale=args.scale, seed=args.seed, style=args.style)
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--scale", default="small", choices=["tiny", "small", "medium", "full"])
     p.add_argument("--seed", type=int, default=0)
+    from .synth.config import DEFAULT_STYLE, STYLES
+
+    p.add_argument("--style", default=DEFAULT_STYLE, choices=sorted(STYLES),
+                   help="generator style (recformer_m2.synth.STYLES): m2 is calibrated to real sessions, "
+                        "classic reproduces the files of the generator before styles existed")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train-tokenizer", help="train the catalog SentencePiece tokenizer")

@@ -497,3 +497,12 @@ def test_styled_titles_vary_by_brand_and_carry_the_product(small: dict) -> None:
     starts_with_kind = es.map(lambda t: any(t.startswith(k.names[3]) for k in V.KINDS))
     assert 0.1 < starts_with_kind.mean() < 0.7
     assert es.str.contains("Premium|Nuevo|Mejorado|Original").mean() > 0.03
+
+
+def test_cli_synth_style(tmp_path: Path) -> None:
+    from recformer_m2.cli import main
+
+    main(["synth", "--out", str(tmp_path / "c"), "--scale", "tiny", "--seed", "7", "--style", "classic"])
+    assert _folder_sha256(tmp_path / "c") == CLASSIC_SHA256[("tiny", 7)]
+    main(["synth", "--out", str(tmp_path / "d"), "--scale", "tiny", "--seed", "7"])
+    assert _folder_sha256(tmp_path / "d") != CLASSIC_SHA256[("tiny", 7)]
