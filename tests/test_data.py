@@ -112,7 +112,7 @@ def test_wrong_field_count_names_the_file(tmp_path, cache_dir, caplog):
     folder = write_m2_folder(tmp_path / "d", [("A", "DE", "a")], [(["A"], "A", "DE")])
     with open(folder / "sessions_train.csv", "a") as f:
         f.write("['A'],A,DE,extra\n")
-    with pytest.raises(DataFormatError, match=r"sessions_train.csv: 1 row\(s\) with a wrong number of fields.*extra"):
+    with pytest.raises(DataFormatError, match=r"sessions_train.csv, data row 2: wrong number of fields: 4 where the header has 3 .*extra"):
         M2Data(folder, cache_dir=cache_dir).train
     caplog.set_level(logging.WARNING)
     assert len(M2Data(folder, cache_dir=cache_dir, on_bad_rows="skip").train) == 1

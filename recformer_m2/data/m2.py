@@ -12,9 +12,12 @@ line numbers when quoted fields span lines.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,22 +30,19 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..constants import ATTRIBUTES, LOCALES, PRODUCT_COLUMNS
-from ..errors import DataFormatError
+from ..cache import cache_dir as kind_cache_dir
+from ..cache import default_cache_dir, touch
+from ..errors import DataFormatError, MissingTextError
 
 logger = logging.getLogger(__name__)
 
-PARSER_VERSION = "1"
-"""Bumped whenever parsing changes what lands in a cache, so old caches are ignored."""
+PARSER_VERSION = "2"
+"""Bumped whenever parsing changes what lands in a cache, so old caches are ignored (2: skip counts stored)."""
 
 _PREV_ITEMS_PATTERN = r"^\[\s*('[^'\s]*'\s*)*\]\s*$"
 """A numpy repr of a string array: ``['A' 'B']``, possibly wrapped onto several lines."""
 
 _TEXT_COLUMNS = [c for c in PRODUCT_COLUMNS if c != "price"]
-
-
-def default_cache_dir() -> Path:
-    """Where parsed tables are cached: ``$RECFORMER_M2_CACHE`` or ``~/.cache/recformer-m2``."""
-    return Path(os.environ.get("RECFORMER_M2_CACHE", Path.home() / ".cache" / "recformer-m2"))
 
 
 def file_digest(path: Path, chunk: int = 1 << 23) -> str:
@@ -77,42 +77,98 @@ def _raise_utf8_error(path: Path, column_names: list[str]) -> None:
     raise DataFormatError(path, f"invalid UTF-8 in one of the columns {column_names}")
 
 
-def read_csv_table(path: Path, columns: dict[str, pa.DataType], on_bad_rows: str = "error") -> pa.Table:
-    """Read a KDD Cup CSV into an arrow table with exactly ``columns``, checking its header.
+def _csv_header(path: Path) -> list[str]:
+    """The header record of a CSV file, read by Python's csv module (for messages on the error path)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        return next(csv.reader(f), [])
 
-    ``on_bad_rows``: ``"error"`` raises on a row with the wrong number of fields; ``"skip"`` skips such
-    rows and logs how many were skipped and the first of them.
+
+def read_csv_table(path: Path, columns: dict[str, pa.DataType], on_bad_rows: str = "error") -> tuple[pa.Table, int]:
+    """Read a KDD Cup CSV into an arrow table with exactly ``columns``, checking its header; returns the
+    table and the number of malformed rows skipped. A file without data rows gives an empty table.
+
+    ``on_bad_rows``: ``"error"`` raises on a row with the wrong number of fields, naming its data row;
+    ``"skip"`` skips such rows (the count is returned, for the caller to report on every run).
+
+    The fast path is pyarrow's multi-threaded reader with no Python callback: a callback
+    (``invalid_row_handler``) runs on arrow's worker threads and takes the GIL there, which is what can
+    abort the process at exit (``terminate called without an active exception``) when a worker still holds
+    one while the interpreter finalizes. Only when that read fails is the file read again single-threaded,
+    in this thread, to find and name the bad rows.
     """
-    bad_rows: list[str] = []
-
-    def handle_invalid(row: pcsv.InvalidRow) -> str:
-        bad_rows.append(row.text)
-        return "skip"
-
-    parse = pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handle_invalid)
     convert = pcsv.ConvertOptions(column_types=columns, strings_can_be_null=False, null_values=[""])
+    parse = pcsv.ParseOptions(newlines_in_values=True)
     try:
-        table = pcsv.read_csv(path, parse_options=parse, convert_options=convert)
+        table, skipped = pcsv.read_csv(path, parse_options=parse, convert_options=convert), 0
     except pa.ArrowInvalid as err:
-        if "UTF8" in str(err):
-            _raise_utf8_error(path, list(columns))
-        raise DataFormatError(path, f"cannot parse as CSV: {err}") from None
+        table, skipped = _read_csv_diagnosing(path, columns, convert, on_bad_rows, str(err))
     header = table.column_names
+    repeated = sorted({c for c in header if header.count(c) > 1 and c in columns})
+    if repeated:
+        raise DataFormatError(path, f"column(s) {repeated} appear more than once in the header {header}")
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataFormatError(path, f"missing column(s) {missing}; header has {header}")
-    if bad_rows:
-        first = bad_rows[0][:200]
-        if on_bad_rows == "error":
+    return table.select(list(columns)), skipped
+
+
+def _read_csv_diagnosing(path: Path, columns: dict[str, pa.DataType], convert: pcsv.ConvertOptions,
+                         on_bad_rows: str, message: str) -> tuple[pa.Table, int]:
+    """Second, single-threaded read after the fast one failed: names the first bad data row and field,
+    or returns the table without the malformed rows (``on_bad_rows="skip"``) and how many were skipped."""
+    if "UTF8" in message:
+        _raise_utf8_error(path, list(columns))
+    if "Empty CSV file" in message:
+        return pa.table({c: pa.array([], t) for c, t in columns.items()}), 0
+    bad_rows: list[pcsv.InvalidRow] = []
+
+    def handle_invalid(row: pcsv.InvalidRow) -> str:
+        bad_rows.append(row)
+        return "skip"
+
+    parse = pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=handle_invalid)
+    serial = pcsv.ReadOptions(use_threads=False)  # the handler then runs in this thread only
+    try:
+        table, conversion = pcsv.read_csv(path, read_options=serial, parse_options=parse, convert_options=convert), None
+    except pa.ArrowInvalid as err:
+        table, conversion = None, str(err)
+    if bad_rows and (on_bad_rows == "error" or table is None):
+        first = bad_rows[0]
+        header = _csv_header(path)
+        if conversion is None or _conversion_row(conversion) is None or first.number - 1 < _conversion_row(conversion):
             raise DataFormatError(
-                path, f"{len(bad_rows)} row(s) with a wrong number of fields "
-                f"(expected {len(header)}: {header}); first: {first!r}"
+                path, f"wrong number of fields: {first.actual_columns} where the header has {first.expected_columns} "
+                f"{header} ({len(bad_rows)} such row(s)); row text: {first.text[:200]!r}", row=first.number - 1,
             )
-        logger.warning("%s: skipped %d malformed row(s) (wrong number of fields); first: %r", path, len(bad_rows), first)
-    return table.select(list(columns))
+    if conversion is not None:
+        raise _conversion_error(path, conversion)
+    if table is None or not bad_rows:
+        raise DataFormatError(path, f"cannot parse as CSV: {' '.join(message.split())}")
+    return table, len(bad_rows)
+
+
+def _conversion_row(message: str) -> int | None:
+    """Data row of an arrow conversion error message (its ``Row #N`` counts the header as row 1)."""
+    match = re.search(r"Row #(\d+)", message)
+    return int(match.group(1)) - 1 if match else None
+
+
+def _conversion_error(path: Path, message: str) -> DataFormatError:
+    """A single-threaded arrow conversion error (``In CSV column #3: Row #5: CSV conversion error to double:
+    invalid value 'x'``) as a DataFormatError naming the data row and the field."""
+    column = re.search(r"column #(\d+)", message)
+    header = _csv_header(path)
+    field = header[int(column.group(1))] if column and int(column.group(1)) < len(header) else None
+    detail = message.split("conversion error to ", 1)[-1]
+    if detail.startswith("double:"):
+        detail = "not a number" + detail[len("double"):]
+    return DataFormatError(path, " ".join(detail.split()), _conversion_row(message), field)
 
 
 def _first_true(mask: pa.Array | np.ndarray) -> int:
+    """Index of the first true entry (nulls count as true); callers check that there is one."""
+    if isinstance(mask, (pa.Array, pa.ChunkedArray)):
+        mask = pc.fill_null(mask, True).to_numpy(zero_copy_only=False)
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
@@ -134,10 +190,13 @@ def parse_prev_items(path: Path, column: pa.ChunkedArray | pa.Array) -> pa.ListA
         if column.null_count:
             raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "prev_items")
         return column.cast(pa.list_(pa.string()))
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise DataFormatError(path, f"column has type {column.type}, expected strings like ['A' 'B'] or lists of ids",
+                              field="prev_items")
     if column.null_count:
         raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "prev_items")
     valid = pc.match_substring_regex(column, _PREV_ITEMS_PATTERN)
-    if not pc.all(valid).as_py():
+    if not np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool).all():
         row = _first_true(pc.invert(valid))
         value = column[row].as_py()[:120]
         raise DataFormatError(path, f"not a list of quoted ids like ['A' 'B']: {value!r}", row + 1, "prev_items")
@@ -250,11 +309,13 @@ class Catalog:
     shares one code and has one row per locale, each with that locale's text.
     """
 
-    def __init__(self, table: pd.DataFrame, source: str = "", digest: str = ""):
+    def __init__(self, table: pd.DataFrame, source: str = "", digest: str = "", no_text_reason: str = ""):
         self.table = table.reset_index(drop=True)
         self.source = source
         self.digest = digest
         """Digest of the product file's bytes: names this catalog's content in cache keys."""
+        self.no_text_reason = no_text_reason
+        """Why this catalog has no text, when its reader knows better than "all attributes empty"."""
         self.ids: np.ndarray = np.asarray(pd.unique(self.table["id"]).astype(object))
         self.ids.sort()
         self._id_index = pd.Index(self.ids)
@@ -269,6 +330,21 @@ class Catalog:
     @property
     def num_ids(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def has_text(self) -> bool:
+        """Whether any product has any text attribute. Id methods (popularity, co-visitation, ID baselines)
+        work without; text methods (textknn, Recformer, titles) call :meth:`require_text` first."""
+        return any(
+            bool(self.table[key].astype(str).str.strip().str.len().gt(0).any())
+            for key in ATTRIBUTES if key in self.table
+        )
+
+    def require_text(self, method: str) -> None:
+        """Raise :class:`MissingTextError` naming the missing text and ``method`` when there is no text."""
+        if not self.has_text:
+            reason = self.no_text_reason or f"products_train has no product text ({', '.join(ATTRIBUTES)} all empty)"
+            raise MissingTextError(self.source or "catalog", reason, method)
 
     def codes(self, ids) -> np.ndarray:
         """Codes of id strings; ``-1`` for ids not in the catalog."""
@@ -318,34 +394,58 @@ class Catalog:
         return [titles[r] if r >= 0 else "" for r in rows]
 
 
-def _cached(cache: Path, key: str, build) -> pa.Table:
-    """Read a parquet cache file for ``key`` or build the table, write it atomically and return it."""
+_SKIPS_METADATA = b"recformer_m2.skipped"
+"""Parquet metadata key of a cached table: the counts of what its parse skipped, reported on every load."""
+
+
+def _cached(cache: Path, key: str, build) -> tuple[pa.Table, dict[str, int]]:
+    """Read a parquet cache file for ``key`` or build ``(table, skip counts)``, write both atomically and
+    return them. The counts travel with the table so that a run served from the cache reports them too."""
     path = cache / f"{key}.parquet"
     if path.exists():
         try:
-            return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as err:
+            # pre_buffer=False: no asynchronous reads left on arrow's IO threads when this returns
+            table = pq.read_table(path, pre_buffer=False)
+            counts = json.loads((table.schema.metadata or {})[_SKIPS_METADATA])
+            touch(path)
+            return table.replace_schema_metadata(None), counts
+        except (pa.ArrowInvalid, OSError, KeyError, ValueError) as err:
             logger.warning("cache %s unreadable (%s); rebuilding it", path, err)
-    table = build()
+    table, counts = build()
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    pq.write_table(table, tmp)
+    metadata = {**(table.schema.metadata or {}), _SKIPS_METADATA: json.dumps(counts).encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), tmp)
     tmp.replace(path)
-    return table
+    return table, counts
 
 
-def read_products(path: Path, on_bad_rows: str = "error") -> pa.Table:
-    """Parse and validate a products file; duplicate (id, locale) rows are skipped with a count."""
+def _read_parquet(path: Path) -> pa.Table:
+    """A parquet data file, or DataFormatError naming it when it cannot be read as one."""
+    try:
+        return pq.read_table(path, pre_buffer=False)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataFormatError(path, f"not a readable parquet file ({' '.join(str(err).split())})") from None
+
+
+def read_products(path: Path, on_bad_rows: str = "error") -> tuple[pa.Table, dict[str, int]]:
+    """Parse and validate a products file; returns the table and counts of what was skipped: malformed
+    rows (with ``on_bad_rows="skip"``) and duplicate (id, locale) rows (the first is kept)."""
+    counts: dict[str, int] = {}
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        table = _read_parquet(path)
         missing = [c for c in PRODUCT_COLUMNS if c not in table.column_names]
         if missing:
             raise DataFormatError(path, f"missing column(s) {missing}")
         table = table.select(list(PRODUCT_COLUMNS))
-        table = table.cast(pa.schema([(c, pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS]))
+        schema = pa.schema([(c, pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS])
+        try:
+            table = table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise DataFormatError(path, f"columns do not cast to {schema.types} ({' '.join(str(err).split())})") from None
     else:
         types = {c: (pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS}
-        table = read_csv_table(path, types, on_bad_rows)
+        table, counts["malformed_rows"] = read_csv_table(path, types, on_bad_rows)
     for column in _TEXT_COLUMNS:
         table = table.set_column(table.column_names.index(column), column, pc.fill_null(table[column], ""))
     ids = table["id"].combine_chunks()
@@ -355,13 +455,11 @@ def read_products(path: Path, on_bad_rows: str = "error") -> pa.Table:
     locale_codes(path, table["locale"].combine_chunks())
     keys = pd.MultiIndex.from_arrays([ids.to_pandas(), table["locale"].to_pandas()])
     duplicated = np.asarray(keys.duplicated())
+    counts["duplicate_rows"] = int(duplicated.sum())
     if duplicated.any():
-        logger.warning(
-            "%s: skipped %d duplicate (id, locale) row(s), keeping the first; first duplicate at data row %d",
-            path, int(duplicated.sum()), _first_true(duplicated) + 1,
-        )
+        counts["first_duplicate_row"] = _first_true(duplicated) + 1
         table = table.filter(pa.array(~duplicated))
-    return table
+    return table, counts
 
 
 def encode_sessions(
@@ -387,10 +485,7 @@ def encode_sessions(
     not_in_locale = catalog.rows(flat_codes, locale[session_index]) < 0
     counts["items_without_locale_row"] = int(not_in_locale.sum())
     if has_target:
-        column = table["next_item"].combine_chunks()
-        if column.null_count:
-            raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "next_item")
-        next_item = catalog.codes(np.asarray(column.to_numpy(zero_copy_only=False), dtype=object))
+        next_item = catalog.codes(_target_ids(path, table))
         counts["unknown_targets"] = int((next_item < 0).sum())
         known_target = next_item >= 0
         counts["targets_without_locale_row"] = int(
@@ -411,18 +506,33 @@ def encode_sessions(
     return coded, counts
 
 
+def _target_ids(path: Path, table: pa.Table) -> np.ndarray:
+    """The ``next_item`` column as an object array of id strings, or DataFormatError at its first null."""
+    column = table["next_item"].combine_chunks()
+    if column.null_count:
+        raise DataFormatError(path, "missing value", _first_true(pc.is_null(column)) + 1, "next_item")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise DataFormatError(path, f"column has type {column.type}, expected product ids (strings)", field="next_item")
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+_SKIP_MESSAGES = {
+    "malformed_rows": "skipped {n} malformed row(s) (wrong number of fields)",
+    "duplicate_rows": "skipped {n} duplicate (id, locale) row(s), keeping the first; first duplicate at data row {first}",
+    "unknown_items_dropped": "{n} session item(s) whose id is not in the product table were dropped",
+    "items_without_locale_row": "{n} session item(s) have no product row in their session's locale (text models skip them)",
+    "unknown_targets": "{n} next_item id(s) are not in the product table",
+    "targets_without_locale_row": "{n} next_item(s) have no product row in their session's locale",
+    "empty_sessions": "{n} session(s) are empty",
+    "sessions_dropped": "{n} unusable session(s) (empty, or unknown next_item) were skipped",
+}
+"""How each skip count is reported; a count of zero says nothing."""
+
+
 def _report(path: Path, counts: dict[str, int]) -> None:
-    messages = {
-        "unknown_items_dropped": "session item(s) whose id is not in the product table were dropped",
-        "items_without_locale_row": "session item(s) have no product row in their session's locale (text models skip them)",
-        "unknown_targets": "next_item id(s) are not in the product table",
-        "targets_without_locale_row": "next_item(s) have no product row in their session's locale",
-        "empty_sessions": "session(s) are empty",
-        "sessions_dropped": "unusable session(s) (empty, or unknown next_item) were skipped",
-    }
-    for key, n in counts.items():
-        if n:
-            logger.warning("%s: %d %s", path, n, messages[key])
+    for key, message in _SKIP_MESSAGES.items():
+        if counts.get(key):
+            logger.warning("%s: %s", path, message.format(n=counts[key], first=counts.get("first_duplicate_row")))
 
 
 def _sessions_from_table(table: pa.Table, source: str) -> Sessions:
@@ -436,8 +546,19 @@ def _sessions_from_table(table: pa.Table, source: str) -> Sessions:
     )
 
 
+SESSION_FILES: tuple[tuple[str, bool], ...] = (
+    ("sessions_train", True), ("sessions_test_task1", False), ("sessions_test_task2", False),
+    ("sessions_test_task3", False),
+)
+"""Session files of a data folder (stem, has a next_item column); an ID-only catalog takes its ids from them."""
+
+
 class M2Data:
     """An Amazon-M2 data folder: catalog, training sessions, test sessions and ground truth, cached.
+
+    A folder without product text (no ``products_train``, or one without data rows) still loads: its
+    catalog holds the (id, locale) pairs of the session files, without text (``has_text`` is False), so
+    id methods run and text methods refuse with :class:`MissingTextError`.
 
     >>> data = M2Data("data/synthetic-small")
     >>> data.catalog.sentence(0), len(data.train), len(data.test(1))
@@ -447,53 +568,121 @@ class M2Data:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"data folder {self.folder} does not exist")
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else kind_cache_dir("tables")
         self.on_bad_rows = on_bad_rows
+        self.skipped: dict[str, dict[str, int]] = {}
+        """File -> nonzero counts of what its parse skipped (logged as warnings on every load, cached or not)."""
         self._sessions: dict[str, Sessions] = {}
 
     def _key(self, path: Path, *, with_products: bool) -> str:
         parts = [PARSER_VERSION, self.on_bad_rows, file_digest(path)]
         if with_products:
-            parts.append(self._products_digest)
+            parts.append(self.catalog.digest)
         return f"{path.stem}-" + hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()
 
-    @cached_property
-    def _products_path(self) -> Path:
-        return _find_source(self.folder, "products_train")
+    def _note(self, path: Path, counts: dict[str, int]) -> None:
+        _report(path, counts)
+        nonzero = {key: n for key, n in counts.items() if n and key in _SKIP_MESSAGES}
+        if nonzero:
+            self.skipped[str(path)] = nonzero
 
     @cached_property
-    def _products_digest(self) -> str:
-        return file_digest(self._products_path)
+    def _products_path(self) -> Path | None:
+        return _find_source(self.folder, "products_train", required=False)
 
     @cached_property
     def catalog(self) -> Catalog:
         path = self._products_path
-        table = _cached(self.cache_dir, self._key(path, with_products=False), lambda: read_products(path, self.on_bad_rows))
-        logger.info("%s: %d product rows", path, table.num_rows)
-        return Catalog(table.to_pandas(), source=str(path), digest=self._products_digest)
+        if path is not None:
+            table, counts = _cached(self.cache_dir, self._key(path, with_products=False),
+                                    lambda: read_products(path, self.on_bad_rows))
+            self._note(path, counts)
+            if table.num_rows:
+                logger.info("%s: %d product rows", path, table.num_rows)
+                return Catalog(table.to_pandas(), source=str(path), digest=file_digest(path))
+            reason = f"{path.name} has no data rows, so no product text"
+        else:
+            reason = "no products_train.csv or products_train.parquet, so no product text"
+        return self._catalog_from_sessions(reason)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the folder has product text (see :meth:`Catalog.has_text`)."""
+        return self.catalog.has_text
+
+    def require_text(self, method: str) -> None:
+        """Raise :class:`MissingTextError` naming this folder's missing text and ``method``."""
+        self.catalog.require_text(method)
+
+    def _read_sessions_file(self, path: Path, has_target: bool) -> tuple[pa.Table, int]:
+        """The raw columns of a sessions file and the count of malformed rows skipped; a file without data
+        rows is an error (nothing can be trained or predicted from it)."""
+        columns = ["prev_items", "next_item", "locale"] if has_target else ["prev_items", "locale"]
+        if path.suffix == ".parquet":
+            raw, skipped = _read_parquet(path), 0
+            missing = [c for c in columns if c not in raw.column_names]
+            if missing:
+                raise DataFormatError(path, f"missing column(s) {missing}; columns are {raw.column_names}")
+        else:
+            raw, skipped = read_csv_table(path, {c: pa.string() for c in columns}, self.on_bad_rows)
+        if raw.num_rows == 0:
+            raise DataFormatError(path, "no data rows" + (f" ({skipped} malformed row(s) skipped)" if skipped else ""))
+        return raw, skipped
+
+    def _catalog_from_sessions(self, reason: str) -> Catalog:
+        """An ID-only catalog: one text-less row per (id, locale) pair that the session files hold."""
+        paths = [(p, has_target) for stem, has_target in SESSION_FILES
+                 if (p := _find_source(self.folder, stem, required=False)) is not None]
+        if not paths:
+            raise FileNotFoundError(f"{self.folder}: no products_train.csv or products_train.parquet, "
+                                    f"and no session files to take product ids from")
+        digest = hashlib.blake2b(
+            "|".join([PARSER_VERSION, self.on_bad_rows, *(file_digest(p) for p, _ in paths)]).encode(), digest_size=12
+        ).hexdigest()
+
+        def build() -> tuple[pa.Table, dict[str, int]]:
+            ids, locales = [], []
+            for path, has_target in paths:
+                raw, _ = self._read_sessions_file(path, has_target)
+                locale = locale_codes(path, raw["locale"].combine_chunks())
+                lists = parse_prev_items(path, raw["prev_items"])
+                ids.append(np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=object))
+                locales.append(np.repeat(locale, np.diff(lists.offsets.to_numpy())))
+                if has_target:
+                    ids.append(_target_ids(path, raw))
+                    locales.append(locale)
+            pairs = pd.DataFrame({"id": np.concatenate(ids), "locale": np.concatenate(locales)})
+            pairs = pairs[pairs["id"] != ""].drop_duplicates().sort_values(["id", "locale"])
+            columns = {c: pa.array([""] * len(pairs), pa.string()) for c in PRODUCT_COLUMNS}
+            columns["id"] = pa.array(pairs["id"].tolist(), pa.string())
+            columns["locale"] = pa.array([LOCALES[x] for x in pairs["locale"]], pa.string())
+            columns["price"] = pa.nulls(len(pairs), pa.float64())
+            return pa.table(columns), {}
+
+        table, _ = _cached(self.cache_dir, f"catalog-ids-{digest}", build)
+        logger.warning("%s: %s; the catalog holds the %d (id, locale) pairs of the session files (id methods "
+                       "only)", self.folder, reason, table.num_rows)
+        return Catalog(table.to_pandas(), source=str(self.folder), digest=f"ids-{digest}",
+                       no_text_reason=reason)
 
     def _load_sessions(self, stem: str, has_target: bool, drop_unusable: bool) -> Sessions:
         if stem not in self._sessions:
             path = _find_source(self.folder, stem)
             catalog = self.catalog
 
-            def build() -> pa.Table:
-                if path.suffix == ".parquet":
-                    raw = pq.read_table(path)
-                else:
-                    columns = ["prev_items", "next_item", "locale"] if has_target else ["prev_items", "locale"]
-                    raw = read_csv_table(path, {c: pa.string() for c in columns}, self.on_bad_rows)
+            def build() -> tuple[pa.Table, dict[str, int]]:
+                raw, skipped = self._read_sessions_file(path, has_target)
                 coded, counts = encode_sessions(path, raw, catalog, has_target, drop_unusable)
-                _report(path, counts)
-                return coded
+                return coded, {"malformed_rows": skipped, **counts}
 
-            table = _cached(self.cache_dir, self._key(path, with_products=True), build)
+            table, counts = _cached(self.cache_dir, self._key(path, with_products=True), build)
+            self._note(path, counts)
             self._sessions[stem] = _sessions_from_table(table, str(path))
         return self._sessions[stem]
 
     @property
     def train(self) -> Sessions:
-        """Training sessions with known targets; unusable rows skipped (counted, logged at first parse)."""
+        """Training sessions with known targets; unusable rows skipped (counted, reported on every load)."""
         return self._load_sessions("sessions_train", has_target=True, drop_unusable=True)
 
     def test(self, task: int) -> Sessions:
