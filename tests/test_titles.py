@@ -92,7 +92,7 @@ def synth_data(tmp_path_factory):
     from recformer_m2.synth import generate
 
     folder = tmp_path_factory.mktemp("synth")
-    generate(folder / "data", "tiny", 0)
+    generate(folder / "data", "tiny", 0, style="classic")  # a vocab_size=500 tokenizer fits classic's characters
     return M2Data(folder / "data", cache_dir=folder / "cache")
 
 
