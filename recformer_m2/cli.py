@@ -10,7 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
+from .cache import KINDS as CACHE_KINDS
 from .constants import LOCALES, TOP_K
+from .errors import DataFormatError, EmptyPredictionError
 
 logger = logging.getLogger("recformer_m2")
 
@@ -26,6 +28,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizer import train_tokenizer
 
     catalog = M2Data(args.data).catalog
+    catalog.require_text("train-tokenizer")
     texts = (catalog.sentence(row) for row in range(len(catalog)))
     train_tokenizer(texts, args.out, vocab_size=args.vocab_size)
     logger.info("tokenizer written to %s", args.out)
@@ -36,20 +39,48 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .methods import ranking_method, title_method
     from .submission import write_submission
 
+    if args.k < 1:
+        raise ValueError(f"--k must be at least 1 (got {args.k})")
     data = M2Data(args.data)
     sessions = data.test(args.task)
     locales = [LOCALES[x] for x in sessions.locale]
     try:
         method = (title_method if args.task == 3 else ranking_method)(args.method, data, args.model)
+    except DataFormatError:
+        raise
     except ValueError as err:
-        raise SystemExit(f"task {args.task}: {err}") from None
+        raise ValueError(f"task {args.task}: {err}") from None
     if args.task == 3:
-        write_submission(args.out, locales, titles=method.generate(sessions))
+        titles = method.generate(sessions)
+        check_predicted(sessions.source, args.method, [len(t.strip()) for t in titles], locales, "title")
+        write_submission(args.out, locales, titles=titles)
     else:
         ranked = method.recommend(sessions, k=args.k)
         ids = data.catalog.ids
-        write_submission(args.out, locales, predictions=[list(ids[row[row >= 0]]) for row in ranked])
+        predictions = [list(ids[row[row >= 0]]) for row in ranked]
+        check_predicted(sessions.source, args.method, [len(p) for p in predictions], locales, "next-item list",
+                        want=min(args.k, TOP_K))
+        write_submission(args.out, locales, predictions=predictions)
     logger.info("wrote %d predictions to %s", len(sessions), args.out)
+
+
+def check_predicted(source: str, method: str, sizes: list[int], locales: list[str], what: str,
+                    want: int | None = None) -> None:
+    """Refuse a submission with an empty row (a silently wrong answer); count the short ones.
+
+    A row may hold fewer than ``want`` ids when its locale has fewer candidates (each is reported), but a
+    row without any prediction means the method knows nothing of that row's locale."""
+    empty = [i for i, n in enumerate(sizes) if n == 0]
+    if empty:
+        missing = sorted({locales[i] for i in empty})
+        raise EmptyPredictionError(
+            f"{source}, data row {empty[0] + 1}: method {method!r} gave no {what} for {len(empty)} of {len(sizes)} "
+            f"test row(s) (locales {missing}: no training sessions or products there?); no submission written"
+        )
+    short = sum(n < want for n in sizes) if want else 0
+    if short:
+        logger.warning("%s: %d of %d rows have fewer than %d predicted ids (too few candidates in their locale)",
+                       source, short, len(sizes), want)
 
 
 def cmd_train_baseline(args: argparse.Namespace) -> None:
@@ -64,7 +95,10 @@ def cmd_train_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_train_titles(args: argparse.Namespace) -> None:
+    from .data import M2Data
     from .titles import train_titles
+
+    M2Data(args.data).require_text("train-titles")
 
     logger.info("title generator written to %s", train_titles(args.data, args.out, args.config))
 
@@ -82,6 +116,23 @@ def cmd_export_recbole(args: argparse.Namespace) -> None:
 
     for path in export_recbole(M2Data(args.data), args.out, name=args.name, task=args.task):
         logger.info("wrote %s", path)
+
+
+def cmd_cache(args: argparse.Namespace) -> None:
+    from .cache import CACHE_ENV, cache_usage, clear_cache, default_cache_dir, human_bytes
+
+    root = default_cache_dir()
+    if args.action == "clear":
+        removed = clear_cache(args.kind or None, root, args.older_than)
+        for entry in removed:
+            print(f"{entry.kind:16s} removed {entry.entries:6d} entries  {human_bytes(entry.bytes):>10s}")
+        return
+    print(f"cache root: {root} (${CACHE_ENV} moves it)")
+    usage = cache_usage(root)
+    for entry in usage:
+        print(f"{entry.kind:16s} {entry.entries:6d} entries  {human_bytes(entry.bytes):>10s}  {entry.path}")
+    total = sum(entry.bytes for entry in usage)
+    print(f"{'total':16s} {sum(entry.entries for entry in usage):6d} entries  {human_bytes(total):>10s}")
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
@@ -172,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, default=2, choices=[1, 2], help="whose locales to export")
     p.set_defaults(func=cmd_export_recbole)
 
+    p = sub.add_parser("cache", help="report (info) or empty (clear) the caches of parsed data and embeddings")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--kind", action="append", default=[], choices=sorted(CACHE_KINDS),
+                   help="with clear: only this kind (repeatable; default: every kind)")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                   help="with clear: only entries not used for this many days")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("pipeline", help="the main job: every method on one data folder, per-locale report")
     p.add_argument("--config", default=None, help="JSON file of PipelineConfig fields")
     p.add_argument("--out", default=None)
@@ -193,14 +252,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, OSError)
+"""What a user can fix (bad data, a wrong path, a bad setting): one line on stderr, exit 1. DataFormatError
+and MissingTextError are ValueErrors; anything else is a bug and keeps its traceback."""
+
+
+def _accept_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose`` after the subcommand too (``recformer-m2 predict ... -v``), not only before it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in action.choices.values():
+            try:
+                sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help="debug logging; tracebacks on errors")
+            except argparse.ArgumentError:  # the subcommand uses -v itself
+                continue
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: its message's lines joined (arrow and numpy messages can span lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, (ValueError, OSError)) and str(error) else f"{type(error).__name__}: {text}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    """Run one subcommand. A user error ends the process with one line on stderr and exit code 1 (the
+    traceback only with ``--verbose``); every command, data file and method goes through here."""
+    parser = build_parser()
+    _accept_verbose_everywhere(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    args.func(args)
+    try:
+        args.func(args)
+    except USER_ERRORS as err:
+        if args.verbose:
+            raise
+        raise SystemExit(f"recformer-m2 {args.command}: error: {one_line(err)}") from None
 
 
 if __name__ == "__main__":

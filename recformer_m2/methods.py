@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 MODEL_METHODS = ("recformer", "gru4rec", "narm", "stamp", "srgnn", "core")
 """Next-item methods that need a trained model folder (Recformer, or an ID baseline's train-baseline output)."""
 
+TEXT_METHODS = ("textknn", "recformer")
+"""Next-item methods that read product text: refused with MissingTextError on an ID-only data folder (every
+title method reads titles too). The hybrid drops its text sources by itself."""
+
 
 def _heuristics() -> dict:
     from .hybrid import Hybrid
@@ -88,6 +92,7 @@ def load_model_source(folder: str | Path, data: M2Data):
     from .finetuning import FinetuneConfig
 
     name = "recformer"
+    data.require_text(f"hybrid with {folder}")
     ranker = _RecformerRanker(folder, data)
     if not (folder / "finetune_config.json").exists():
         logger.warning("%s has no finetune_config.json: its training sessions are unknown", folder)
@@ -119,6 +124,8 @@ def ranking_method(name: str, data: M2Data, model: str | Path | Sequence[str | P
     ``hybrid`` with ``model`` (one folder, comma-joined folders or a list) adds each trained model as a
     candidate source next to the heuristic ones."""
     heuristics = _heuristics()
+    if name in TEXT_METHODS:
+        data.require_text(name)
     if name == "hybrid" and model_folders(model):
         from .hybrid import Hybrid, default_sources
 
@@ -142,6 +149,8 @@ def title_method(name: str, data: M2Data, model: str | Path | None = None, train
     from . import titles
 
     heuristics = {**TITLE_METHODS, **titles.TITLE_METHODS}
+    if name in heuristics or name in titles.MODEL_TITLE_METHODS:
+        data.require_text(name)
     if name in heuristics:
         return heuristics[name]().fit(data.catalog, data.train if train is None else train)
     if name in titles.MODEL_TITLE_METHODS:
