@@ -25,6 +25,7 @@ import pandas as pd
 from .config import save_config
 from .constants import LOCALES, TASK_LOCALES, TOP_K
 from .data import M2Data, Sessions, validation_split
+from .errors import MissingTextError
 from .heuristics import RANKING_METHODS, TITLE_METHODS
 from .methods import ranking_method, title_method
 from .metrics import title_bleu
@@ -180,8 +181,12 @@ def run_ranking_task(data: M2Data, task: int, config: PipelineConfig,
     entries += [(label, method, folder) for label, (method, folder) in (models or {}).items()]
     for name, method_name, folder in entries:
         start = time.perf_counter()
-        method = ranking_method(method_name, data, model=folder, train=split.fit)
-        ranked = method.recommend(split.test, k=TOP_K)
+        try:
+            method = ranking_method(method_name, data, model=folder, train=split.fit)
+            ranked = method.recommend(split.test, k=TOP_K)
+        except MissingTextError as error:  # a text method on an ID-only folder
+            skips.add(name, str(error), task)
+            continue
         seconds = time.perf_counter() - start
         table, per_session[name] = score_ranking(ranked, np.asarray(split.targets), locales, cold)
         table.insert(0, "method", name)
@@ -230,7 +235,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
     with clock("data"):
         folder = Path(config.data) if config.data else ensure_synthetic(out / "data", config.scale, config.seed)
         data = M2Data(folder)
-    text = True
+    text = data.has_text
     models: dict[int, dict[str, tuple[str, Path]]] = {1: {}, 2: {}}
     trained = [stage for stage in config.stages if stage in ("recformer", "baselines")]
     if trained and not all(data.has_truth(t) for t in (1, 2)):

@@ -131,6 +131,40 @@ def test_a_generator_without_styles_is_a_clear_error(tmp_path, monkeypatch):
         pipeline.ensure_synthetic(tmp_path / "data", "tiny", 0, style="noisy")
 
 
+@pytest.mark.parametrize("emptied", ["missing", "blank"])
+def test_an_id_only_folder_runs_the_id_methods_and_notes_the_skipped_text_ones(heuristics_run, tmp_path, emptied):
+    """Without product text (products_train missing, or every attribute empty) the id methods and the ID
+    baselines run; textknn, the Recformer and title stages and task 3 are skipped, each with a note."""
+    out, _ = heuristics_run
+    folder = tmp_path / "ids"
+    shutil.copytree(out / "data", folder, ignore=shutil.ignore_patterns("synth.json", "gt_task3*", "*task3*"))
+    products = folder / "products_train.csv"
+    if emptied == "missing":
+        products.unlink()
+    else:
+        table = pd.read_csv(products, dtype=str, keep_default_na=False)
+        table[[c for c in table.columns if c not in ("id", "locale", "price")]] = ""
+        table.to_csv(products, index=False)
+    stages = ["recformer", "baselines", "titles"] if emptied == "missing" else []
+    config = PipelineConfig(out=str(tmp_path / "run"), data=str(folder),
+                            methods=["popularity", "covisitation", "textknn", "hybrid"], stages=stages,
+                            baseline_models=["stamp"], baseline_budget_seconds=10, hybrid_with_models=False)
+    results = run_pipeline(config)
+    for task in (1, 2):
+        methods = set(results[f"task{task}"]["method"])
+        assert "textknn" not in methods and {"popularity", "covisitation", "hybrid"} <= methods
+        assert (results[f"task{task}"]["MRR@100"] > 0).any()
+    assert "task3" not in results and not (tmp_path / "run" / "results_task3.csv").exists()
+    report = (tmp_path / "run" / "report.md").read_text()
+    skipped = report.split("## Skipped")[1].split("\n## ")[0]
+    assert "textknn (tasks 1, 2)" in skipped and "task 3 (every title method)" in skipped
+    if stages:
+        assert "stage `recformer`" in skipped and "stage `titles`" in skipped and "stage `baselines`" not in skipped
+        assert any(m.startswith("stamp") for m in results["task1"]["method"])
+        assert not (tmp_path / "run" / "pretrain").exists() and not (tmp_path / "run" / "titles").exists()
+    assert len(task_headings(report)) == 2
+
+
 def test_timing_table_sums_its_stages(heuristics_run):
     _, results = heuristics_run
     timing = results["timing"].set_index("stage")["seconds"]
