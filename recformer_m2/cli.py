@@ -66,18 +66,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def check_predicted(source: str, method: str, sizes: list[int], locales: list[str], what: str,
                     want: int | None = None) -> None:
-    """Refuse a submission with an empty row (a silently wrong answer); count the short ones.
-
-    A row may hold fewer than ``want`` ids when its locale has fewer candidates (each is reported), but a
-    row without any prediction means the method knows nothing of that row's locale."""
+    """Refuse a submission in which no row holds a prediction (a silently wrong answer); count and report
+    rows left empty (every candidate of a tiny locale already in the session, or a locale without training
+    sessions) and rows shorter than ``want``."""
     empty = [i for i, n in enumerate(sizes) if n == 0]
-    if empty:
-        missing = sorted({locales[i] for i in empty})
+    if sizes and len(empty) == len(sizes):
         raise EmptyPredictionError(
-            f"{source}, data row {empty[0] + 1}: method {method!r} gave no {what} for {len(empty)} of {len(sizes)} "
-            f"test row(s) (locales {missing}: no training sessions or products there?); no submission written"
+            f"{source}: method {method!r} gave no {what} for any of the {len(sizes)} test row(s) (locales "
+            f"{sorted(set(locales))}: no usable training sessions or products?); no submission written"
         )
-    short = sum(n < want for n in sizes) if want else 0
+    if empty:
+        logger.warning("%s: %d of %d rows got no %s from %r (first: data row %d; locales %s)", source, len(empty),
+                       len(sizes), what, method, empty[0] + 1, sorted({locales[i] for i in empty}))
+    short = sum(0 < n < want for n in sizes) if want else 0
     if short:
         logger.warning("%s: %d of %d rows have fewer than %d predicted ids (too few candidates in their locale)",
                        source, short, len(sizes), want)
