@@ -102,7 +102,7 @@ class LineText:
     template: np.ndarray        # (G,) template number (taken modulo the family's size at render time)
     marketing: np.ndarray       # (G, 2) marketing word indices, -1 none
     abbreviate: np.ndarray      # (G,) short forms
-    drop: np.ndarray            # (G, 5) leave out series, size, colour, pack, kind qualifier
+    drop: np.ndarray            # (G, 5) leave out series, size, colour, pack, brand
     suffix: np.ndarray          # (G,) seller note index, -1 none
     feature: np.ndarray         # (G,) offset into the variant phrases
 

@@ -127,7 +127,7 @@ class SynthStyle:
     abbreviate: float = 0.0
     """Share of lines written in short forms (pack "3 pcs", "1.8m", no spaces in measures)."""
     drop_attr: float = 0.0
-    """Chance, per line and title slot (series, size, colour, pack, kind qualifier), of leaving it out."""
+    """Chance, per line and title slot (series, size, colour, pack, brand), of leaving it out of its titles."""
     typo: float = 0.0
     """Chance a product title has one typo (two adjacent letters swapped or one dropped)."""
     variant_text: float = 0.0
