@@ -459,23 +459,23 @@ def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int
 
 def ensure_synthetic(folder: Path, scale: str, seed: int, style: str | None = None) -> Path:
     """Generate synthetic data unless ``folder`` already holds data made with the same scale, seed and
-    generator style (None: the generator's default)."""
+    generator style (None: the generator's default style, recorded by name, so that a folder made before
+    the default changed is made again)."""
     import inspect
 
-    from .synth import generate
+    from .synth import DEFAULT_STYLE, generate
 
+    if "style" not in inspect.signature(generate).parameters:
+        raise ValueError(f"style {style or DEFAULT_STYLE!r} asked for, but this version of "
+                         "recformer_m2.synth.generate has no styles")
+    style = style or DEFAULT_STYLE
     marker = folder / "synth.json"
     if marker.exists():
         made = json.loads(marker.read_text())
         if (made.get("scale"), made.get("seed"), made.get("style")) == (scale, seed, style):
             logger.info("reusing synthetic data in %s", folder)
             return folder
-    if style is None:
-        summary = generate(folder, scale=scale, seed=seed)
-    elif "style" not in inspect.signature(generate).parameters:
-        raise ValueError(f"style {style!r} asked for, but this version of recformer_m2.synth.generate has no styles")
-    else:
-        summary = generate(folder, scale=scale, seed=seed, style=style)
+    summary = generate(folder, scale=scale, seed=seed, style=style)
     marker.write_text(json.dumps({"scale": scale, "seed": seed, "style": style, "summary": summary}, indent=2,
                                  default=str))
     return folder

@@ -9,6 +9,7 @@ figure read without it cannot be trusted as a final result nor used to choose an
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -177,10 +178,17 @@ def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame], spli
     """``out/report.md``: the three task tables (each naming its split), comparisons, plots, example titles,
     skipped methods (``notes``), one section per extra generator style, and wall-clock time per stage.
     ``splits``: task -> (``validation`` or ``test``, a description of the sessions scored)."""
+    made = folder / "synth.json"
+    if made.exists():
+        made_with = json.loads(made.read_text(encoding="utf-8"))
+        origin = (f" (synthetic: style `{made_with.get('style')}`, scale `{made_with.get('scale')}`, "
+                  f"seed {made_with.get('seed')})")
+    else:
+        origin = ""
     lines = [
         "# recformer-m2 report",
         "",
-        f"Data: `{folder}`. Methods are fitted on training sessions only and scored on held-out sessions; every "
+        f"Data: `{folder}`{origin}. Methods are fitted on training sessions only and scored on held-out sessions; every "
         "table names its split: `test` (a test file with its ground truth, for the final report only) or "
         "`validation` (sessions carved from the training sessions). `cold` is the slice of sessions whose target "
         f"was seen fewer than {cold_threshold} times in its locale's training sessions.",

@@ -110,6 +110,7 @@ def test_styles_add_one_world_per_style_with_its_own_tables(heuristics_run, tmp_
     results = run_pipeline(config)
     assert made == [("plain", "tiny", 3), ("noisy", "tiny", 3)]
     report = (tmp_path / "run" / "report.md").read_text()
+    assert f"(synthetic: style `{synth.DEFAULT_STYLE}`, scale `tiny`, seed 0)" in report.splitlines()[2]
     for style in ("plain", "noisy"):
         section = report.split(f"## Generator style `{style}`")[1].split("\n## ")[0]
         headings = task_headings(section)
@@ -129,6 +130,21 @@ def test_a_generator_without_styles_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "generate", lambda folder, scale, seed: {})
     with pytest.raises(ValueError, match="style 'noisy' asked for, but .* has no styles"):
         pipeline.ensure_synthetic(tmp_path / "data", "tiny", 0, style="noisy")
+
+
+def test_synthetic_data_is_remade_when_the_default_style_is_not_the_one_it_was_made_with(tmp_path, monkeypatch):
+    from recformer_m2 import pipeline, synth
+
+    made = []
+    monkeypatch.setattr(synth, "generate", lambda folder, scale, seed, style=None: made.append(style) or {})
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "synth.json").write_text(json.dumps({"scale": "tiny", "seed": 0}))  # made before styles existed
+    pipeline.ensure_synthetic(folder, "tiny", 0)
+    pipeline.ensure_synthetic(folder, "tiny", 0)  # now recorded by name: reused
+    pipeline.ensure_synthetic(folder, "tiny", 0, style="classic")
+    assert made == [synth.DEFAULT_STYLE, "classic"]
+    assert json.loads((folder / "synth.json").read_text())["style"] == "classic"
 
 
 @pytest.mark.parametrize("emptied", ["missing", "blank"])
