@@ -210,7 +210,12 @@ def test_cli_pipeline_prints_the_task_tables_and_timing(tmp_path, capsys):
     assert "== task2 ==" in printed and "== wall-clock seconds per stage ==" in printed and "report:" in printed
 
 
-def test_cli_pipeline_passes_the_transfer_fractions_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, value, name, parsed", [
+    ("--transfer-fractions", "0.1,0.25", "transfer_fractions", [0.1, 0.25]),
+    ("--styles", "plain,noisy", "styles", ["plain", "noisy"]),
+])
+def test_cli_pipeline_passes_list_options_on_and_they_are_off_by_default(tmp_path, monkeypatch, flag, value, name,
+                                                                         parsed):
     from recformer_m2 import cli, pipeline
 
     seen = {}
@@ -221,25 +226,9 @@ def test_cli_pipeline_passes_the_transfer_fractions_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "run_pipeline", capture)
     with pytest.raises(SystemExit):
-        cli.main(["pipeline", "--out", str(tmp_path), "--transfer-fractions", "0.1,0.25"])
-    assert seen["config"].transfer_fractions == [0.1, 0.25]
-    assert PipelineConfig().transfer_fractions == []  # off in the main job
-
-
-def test_cli_pipeline_passes_the_styles_on(tmp_path, monkeypatch):
-    from recformer_m2 import cli, pipeline
-
-    seen = {}
-
-    def capture(config):
-        seen["config"] = config
-        raise SystemExit(0)
-
-    monkeypatch.setattr(pipeline, "run_pipeline", capture)
-    with pytest.raises(SystemExit):
-        cli.main(["pipeline", "--out", str(tmp_path), "--styles", "plain,noisy"])
-    assert seen["config"].styles == ["plain", "noisy"]
-    assert PipelineConfig().styles == []  # the main job: only its own data, its time unchanged
+        cli.main(["pipeline", "--out", str(tmp_path), flag, value])
+    assert getattr(seen["config"], name) == parsed
+    assert getattr(PipelineConfig(), name) == []  # off in the main job: its time unchanged
 
 
 @pytest.mark.slow
