@@ -12,6 +12,7 @@ line numbers when quoted fields span lines.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -64,17 +65,26 @@ def _find_source(folder: Path, stem: str, required: bool = True) -> Path | None:
     return None
 
 
-def _raise_utf8_error(path: Path, column_names: list[str]) -> None:
-    """Locate the first non-UTF-8 byte of a CSV and raise naming its line."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataFormatError(
-            path, f"not UTF-8: byte {data[err.start]:#x} at offset {err.start} (line {line} of the file)"
-        ) from None
-    raise DataFormatError(path, f"invalid UTF-8 in one of the columns {column_names}")
+def _check_utf8(path: Path, chunk: int = 1 << 24) -> None:
+    """Raise naming the first non-UTF-8 byte of a file and its line; read in chunks to bound memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                # err.object is the up to 3 bytes of an unfinished character held back from the previous
+                # block (never a newline), then this block
+                start = err.start - (len(err.object) - len(block))
+                line = lines + block.count(b"\n", 0, max(start, 0)) + 1
+                raise DataFormatError(
+                    path, f"not UTF-8: byte {err.object[err.start]:#x} at offset {offset + start} (line {line} of the file)"
+                ) from None
+            if not block:
+                return
+            offset, lines = offset + len(block), lines + block.count(b"\n")
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -116,8 +126,11 @@ def _read_csv_diagnosing(path: Path, columns: dict[str, pa.DataType], convert: p
                          on_bad_rows: str, message: str) -> tuple[pa.Table, int]:
     """Second, single-threaded read after the fast one failed: names the first bad data row and field,
     or returns the table without the malformed rows (``on_bad_rows="skip"``) and how many were skipped."""
+    # Before any handler sees row text: pyarrow cannot pass a row that is not UTF-8 to Python (it prints an
+    # "Exception ignored" traceback instead).
+    _check_utf8(path)
     if "UTF8" in message:
-        _raise_utf8_error(path, list(columns))
+        raise DataFormatError(path, f"invalid UTF-8 in one of the columns {list(columns)}")
     if "Empty CSV file" in message:
         return pa.table({c: pa.array([], t) for c, t in columns.items()}), 0
     bad_rows: list[pcsv.InvalidRow] = []
