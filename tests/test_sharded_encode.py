@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -20,7 +21,8 @@ from recformer_m2.sharded import (CRASH_HOOK, EncodeConfig, Ranks, chunk_bounds,
 from recformer_m2.tokenizer import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-CHUNK = 64  # the tiny catalog's 810 rows in 13 chunks: rank 0 takes 7, rank 1 takes 6
+CHUNK = 64
+ROWS = 810  # products kept of the tiny synthetic catalog: 13 chunks, rank 0 takes 7 (0, 2, ..., 12), rank 1 takes 6
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,10 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sharded")
     generate(root / "data", scale="tiny", seed=0)
+    products = root / "data" / "products_train.csv"
+    pd.read_csv(products, dtype=str, keep_default_na=False).head(ROWS).to_csv(products, index=False)
     catalog = M2Data(root / "data", cache_dir=root / "cache").catalog
+    assert len(catalog) == ROWS
     tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), root / "tok", vocab_size=800)
     torch.manual_seed(0)
     config = RecformerConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -47,7 +52,8 @@ def encode_cli(world: Path, out: Path, nproc: int | None = None, extra_env: dict
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RECFORMER_M2_CACHE": str(world / "cache"), **(extra_env or {})}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(name, None)
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--monitor-interval", "0.2",
+                 "--nproc_per_node", str(nproc)]
                 if nproc else [sys.executable])
     command = launcher + ["-m", "recformer_m2", "encode", "--model", str(world / "model"), "--data",
                           str(world / "data"), "--out", str(out), "--what", what, "--chunk-size", str(CHUNK),
@@ -96,7 +102,7 @@ def test_two_ranks_write_the_bytes_of_one_rank(world, one_rank):
     np.testing.assert_allclose(table[rows], encoder.encode_items(catalog_items(catalog, rows)), atol=2e-3)
 
 
-def test_a_crashed_rank_resumes_its_shard(world, one_rank):
+def test_a_crashed_rank_resumes_its_shard(world, one_rank, caplog):
     out = world / "out-crash"
     crashed = encode_cli(world, out, nproc=2, extra_env={CRASH_HOOK: "1:1"})  # rank 1 dies after its first chunk
     assert crashed.returncode != 0
@@ -110,8 +116,10 @@ def test_a_crashed_rank_resumes_its_shard(world, one_rank):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "rank 1: 5 chunk(s) encoded, 1 reused" in rerun.stderr
     assert output_bytes(out) == output_bytes(one_rank)
-    again = encode_cli(world, out)  # a finished output is checked and kept
-    assert again.returncode == 0 and "already holds this encoding" in again.stderr
+    with caplog.at_level(logging.INFO, logger="recformer_m2.sharded"):  # a finished output is checked and kept
+        run_encode(EncodeConfig(str(world / "model"), str(world / "data"), str(out), chunk_size=CHUNK, batch_size=16,
+                                cache_dir=str(world / "item-cache")), Ranks(0, 1))
+    assert "already holds this encoding" in caplog.text
 
 
 def test_task_sessions_and_the_recommender_reads_a_matching_output(world, one_rank, tmp_path, monkeypatch,
