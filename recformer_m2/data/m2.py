@@ -100,11 +100,12 @@ def read_csv_table(path: Path, columns: dict[str, pa.DataType], on_bad_rows: str
     ``on_bad_rows``: ``"error"`` raises on a row with the wrong number of fields, naming its data row;
     ``"skip"`` skips such rows (the count is returned, for the caller to report on every run).
 
-    The fast path is pyarrow's multi-threaded reader with no Python callback: a callback
-    (``invalid_row_handler``) runs on arrow's worker threads and takes the GIL there, which is what can
-    abort the process at exit (``terminate called without an active exception``) when a worker still holds
-    one while the interpreter finalizes. Only when that read fails is the file read again single-threaded,
-    in this thread, to find and name the bad rows.
+    The fast path is pyarrow's multi-threaded reader with no Python callback. A callback
+    (``invalid_row_handler``) runs on arrow's worker threads and takes the GIL there; a worker that asks for
+    the GIL while the interpreter finalizes (the main thread has just raised) is ended by ``pthread_exit``
+    inside C++ frames, which aborts the process: ``terminate called without an active exception``, exit
+    134 (the backtrace of apache/arrow#45017 shows that path). Only when the fast read fails is the file read
+    again single-threaded, the callback then running in this thread, to find and name the bad rows.
     """
     convert = pcsv.ConvertOptions(column_types=columns, strings_can_be_null=False, null_values=[""])
     parse = pcsv.ParseOptions(newlines_in_values=True)
@@ -155,8 +156,6 @@ def _read_csv_diagnosing(path: Path, columns: dict[str, pa.DataType], convert: p
             )
     if conversion is not None:
         raise _conversion_error(path, conversion)
-    if table is None or not bad_rows:
-        raise DataFormatError(path, f"cannot parse as CSV: {' '.join(message.split())}")
     return table, len(bad_rows)
 
 
@@ -348,10 +347,14 @@ class Catalog:
     def has_text(self) -> bool:
         """Whether any product has any text attribute. Id methods (popularity, co-visitation, ID baselines)
         work without; text methods (textknn, Recformer, titles) call :meth:`require_text` first."""
-        return any(
-            bool(self.table[key].astype(str).str.strip().str.len().gt(0).any())
-            for key in ATTRIBUTES if key in self.table
-        )
+        for key in ATTRIBUTES:
+            if key in self.table:
+                values = self.table[key].fillna("").astype(str)
+                values = values[values != ""]
+                # whitespace-only values are not text; the first thousand settle it on real catalogs
+                if values.head(1000).str.strip().ne("").any() or values.str.strip().ne("").any():
+                    return True
+        return False
 
     def require_text(self, method: str) -> None:
         """Raise :class:`MissingTextError` naming the missing text and ``method`` when there is no text."""
