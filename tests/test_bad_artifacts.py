@@ -29,7 +29,7 @@ def run(tmp_path_factory):
     from recformer_m2.synth import generate
 
     root = tmp_path_factory.mktemp("bad")
-    generate(root / "data", scale="tiny", seed=0)
+    generate(root / "data", scale="tiny", seed=0, style="classic")  # small and fast; the m2 style is larger
     ft.run_finetuning(root / "data", "none", root / "out", tiny_config(stage1_epochs=1, stage2_epochs=1))
     return root / "data", root / "out"
 

@@ -1,6 +1,7 @@
 """Title generation (task 3): source building, a tiny mT5 trained a few steps, save/load, heuristics, LoRA."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -205,11 +206,70 @@ def test_from_pretrained_refuses_a_folder_missing_weights(trained, tmp_path):
         TitleGenerator.from_pretrained(tmp_path)
 
 
-def test_resume_continues_from_last_checkpoint(trained, synth_data):
+class _SimulatedCrash(Exception):
+    """Raised right after the first ``last.ckpt`` is written, as if the run were killed there."""
+
+
+def test_crash_after_last_checkpoint_resumes_and_matches_an_uninterrupted_run(trained, synth_data, tmp_path,
+                                                                              monkeypatch, caplog):
+    """The run dies right after its first ``last.ckpt`` (step 20 of 40); the rerun resumes from it (the log
+    says so, and its CSV log starts past that step) and ends with the uninterrupted run's weights and
+    metrics. With resuming off the rerun starts at step 0 and this fails."""
+    import lightning as L
+    from safetensors.torch import load_file
+
     _, folder = trained
-    config = TitleConfig(**{**TINY, "max_steps": 45}, drafts=2, tokenizer=str(folder.parent / "tok"))
-    fit_title_model(synth_data.catalog, synth_data.train, folder, config)
-    assert json.loads((folder / "metrics.json").read_text())["global_step"] == 45
+    config = TitleConfig(**TINY, drafts=2, tokenizer=str(folder.parent / "tok"))
+    out = tmp_path / "crashy"
+    real_save = L.Trainer.save_checkpoint
+
+    def crash_after_first_last(self, filepath, *args, **kwargs):
+        real_save(self, filepath, *args, **kwargs)
+        if Path(filepath).name == "last.ckpt":
+            raise _SimulatedCrash(filepath)
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", crash_after_first_last)
+    with pytest.raises(_SimulatedCrash):
+        fit_title_model(synth_data.catalog, synth_data.train, out, config)
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", real_save)
+    crashed_at = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < crashed_at < TINY["max_steps"]
+    with caplog.at_level("INFO", logger="recformer_m2.titles.train"):
+        fit_title_model(synth_data.catalog, synth_data.train, out, config)
+    assert "resuming from" in caplog.text
+    logs = sorted((out / "logs").glob("version_*/metrics.csv"))
+    assert len(logs) == 2 and pd.read_csv(logs[1])["step"].min() >= crashed_at  # the rerun trained on from there
+    resumed, full = (json.loads((f / "metrics.json").read_text()) for f in (out, folder))
+    resumed.pop("train_seconds"), full.pop("train_seconds")
+    assert resumed == full
+    a, b = load_file(out / "model.safetensors"), load_file(folder / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_min_copy_share_filters_training_pairs_only(synth_data, monkeypatch, tmp_path):
+    """Validation is never filtered by its labels: ``continued_lines`` (which reads the targets) sees the
+    training pairs alone, and model selection still gets its validation pairs."""
+    from recformer_m2.titles import train as title_train
+
+    seen = []
+    real = title_train.continued_lines
+
+    def record(pairs, config):
+        seen.append(len(pairs.sources))
+        return real(pairs, config)
+
+    class _Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(title_train, "continued_lines", record)
+    monkeypatch.setattr(title_train, "title_tokenizer", stop)  # the pairs are all this test needs
+    config = TitleConfig(**TINY, drafts=0)
+    with pytest.raises(_Stop):
+        fit_title_model(synth_data.catalog, synth_data.train, tmp_path, config)
+    assert len(seen) == 1
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")

@@ -71,8 +71,8 @@ class TitleConfig:
     min_copy_share: float = 0.6
     """Pairs are kept when at least this share of the target's words aligns with one of the source titles
     (:func:`..edits.copy_share`), i.e. the next product continues a product line seen in the session, as
-    task-3 targets do (a new variant of a known line). Applies to training and validation pairs alike;
-    0 keeps every pair."""
+    task-3 targets do (a new variant of a known line). Applies to training pairs only: validation, which
+    selects the model and tunes the edit gate, is never filtered by its own targets. 0 keeps every pair."""
     max_target_length: int = 48
     """Target tokens kept in training."""
 

@@ -40,6 +40,58 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 
 
+class ResumableBatches:
+    """A batch sampler that Lightning checkpoints (``state_dict``/``load_state_dict`` on its loader): the
+    epoch and the batches served in it, so a run resumed mid-epoch trains on the batches the killed run had
+    not reached, in the same order, instead of restarting the epoch."""
+
+    def __init__(self, batches: BucketBatches):
+        self.batches = batches
+        self.served = 0
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        self.served = 0
+        for i, batch in enumerate(self.batches):  # each epoch draws its order from (seed, epoch)
+            self.served = i + 1
+            if i >= skip:
+                yield batch
+
+
+class ResumableLoader(torch.utils.data.DataLoader):
+    """A DataLoader over :class:`ResumableBatches`, whose position Lightning saves in every checkpoint."""
+
+    def state_dict(self) -> dict[str, int]:
+        """Called as a checkpoint is written (after a training step, at validation): every batch served so
+        far has been trained on (checked by the title trainer's resume test, batch by batch)."""
+        sampler = self.batch_sampler
+        return {"epoch": sampler.batches.epoch - 1, "trained": sampler.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self.batch_sampler
+        if 0 < state["trained"] < len(sampler):  # mid-epoch: the same epoch's order, the rest of it
+            sampler.batches.epoch, sampler.skip = state["epoch"], state["trained"]
+        else:
+            sampler.batches.epoch = state["epoch"] + 1
+
+
+class RngState(L.Callback):
+    """Torch's RNG states (dropout) saved in every checkpoint and restored on resume, as tensors."""
+
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
 def title_tokenizer(catalog: Catalog, config: TitleConfig, folder: Path):
     """The run's tokenizer: the ``init`` checkpoint's, a given folder's, or one trained on the catalog's
     titles (reused from ``folder`` when a resumed run already trained it)."""
@@ -70,8 +122,8 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     if config.train_ks:
         fit_pairs, val_pairs = (sample_k(pairs, config.train_ks, [config.seed, part])
                                 for part, pairs in enumerate((fit_pairs, val_pairs)))
-    if config.min_copy_share > 0:
-        fit_pairs, val_pairs = continued_lines(fit_pairs, config), continued_lines(val_pairs, config)
+    if config.min_copy_share > 0:  # training pairs only: validation is never filtered by its labels (targets)
+        fit_pairs = continued_lines(fit_pairs, config)
     if not fit_pairs.sources or not val_pairs.sources:
         raise ValueError(f"too few usable sessions: {len(fit_pairs.sources)} training and {len(val_pairs.sources)} "
                          "validation pairs (sessions whose next item and an earlier item have titles in the locale)")
@@ -93,8 +145,9 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
     fit_data = list(zip(*collator.encode(fit_pairs.sources, decoder_targets(fit_pairs, config))))
     val_data = list(zip(*collator.encode(val_pairs.sources, decoder_targets(val_pairs, config))))
     val_data.sort(key=lambda pair: len(pair[0]))
-    fit_loader = torch.utils.data.DataLoader(
-        fit_data, batch_sampler=BucketBatches([len(s) for s, _ in fit_data], config.batch_size, config.seed),
+    fit_loader = ResumableLoader(
+        fit_data, batch_sampler=ResumableBatches(BucketBatches([len(s) for s, _ in fit_data], config.batch_size,
+                                                               config.seed)),
         collate_fn=collator)
     val_loader = torch.utils.data.DataLoader(val_data, batch_size=2 * config.batch_size, collate_fn=collator)
     n_bleu = min(config.val_bleu_samples, len(val_pairs.sources))  # a seeded sample across locales
@@ -109,14 +162,16 @@ def fit_title_model(catalog: Catalog, train: Sessions, out_dir: str | Path, conf
         accelerator="auto", devices=1, max_steps=config.max_steps, max_epochs=config.max_epochs,
         max_time={"minutes": config.max_minutes} if config.max_minutes else None,
         val_check_interval=config.eval_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience)],
+        callbacks=[checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=config.patience), RngState()],
         logger=CSVLogger(out, name="logs"), log_every_n_steps=min(20, len(fit_loader)),
         gradient_clip_val=config.max_grad_norm or None, enable_progress_bar=config.progress, enable_model_summary=False,
     )
     resume = "last" if config.resume and (ckpt_dir / "last.ckpt").exists() else None
+    if resume:
+        logger.info("resuming from %s", ckpt_dir / "last.ckpt")
     start = time.perf_counter()
-    with cpu_settings(config):
-        trainer.fit(module, fit_loader, val_loader, ckpt_path=resume)
+    with cpu_settings(config):  # weights_only: a checkpoint is read as tensors and plain values, never code
+        trainer.fit(module, fit_loader, val_loader, ckpt_path=resume, weights_only=True)
         seconds = time.perf_counter() - start
         final = trainer.validate(module, val_loader, verbose=False)[0]
         metrics = select_weights(module, checkpoint, monitor, mode, final)
@@ -235,7 +290,7 @@ def select_weights(module: TitleModule, checkpoint: ModelCheckpoint, monitor: st
     best = checkpoint.best_model_score
     better = best is not None and (float(best) > final_score if mode == "max" else float(best) < final_score)
     if better and checkpoint.best_model_path:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state, strict=True)
         logger.info("keeping the best checkpoint (%s %.4f) over the final weights (%.4f)", monitor, float(best),
                     final_score)
