@@ -291,7 +291,9 @@ def run_encode(config: EncodeConfig, ranks: Ranks | None = None) -> Path:
 
 
 def add_encode_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``encode`` on the ``recformer-m2`` command (its handler is :func:`cmd_encode`)."""
+    """Register ``encode`` on the ``recformer-m2`` command (its handler is :func:`cmd_encode`). Ranks come from
+    the environment: under ``deepspeed`` give ``--no_local_rank`` (its ``--local_rank=N`` would land before
+    the subcommand)."""
     defaults = EncodeConfig("", "", "")
     p = sub.add_parser("encode", help="encode the catalog or a task's test sessions into a folder; under "
                                       "torchrun/deepspeed every rank encodes its share")
@@ -305,8 +307,6 @@ def add_encode_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--cache-dir", default=None, help="item-embedding cache to register a catalog output in")
     p.add_argument("--keep-shards", action="store_true")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                   help=argparse.SUPPRESS)  # deepspeed's launcher appends it; LOCAL_RANK in the environment wins
     p.set_defaults(func=cmd_encode)
 
 
