@@ -66,11 +66,11 @@ def layout(cat: Catalog, kt: Kinds, loc: int, st: SynthStyle) -> Layout:
     adj_ptr = np.concatenate([[0], np.cumsum([len(x) for x in nbrs])]).astype(np.int64)
     adj = np.array([j for x in nbrs for j in x], dtype=np.int64)
     return Layout(gp, line, kind, np.concatenate([[0.0], np.cumsum(w)]), line_lo, line_hi, kind_lo, kind_hi,
-                   kind_nlines, adj_ptr, adj, np.concatenate([[0.0], np.cumsum(w ** st.drift_power)]))
+                  kind_nlines, adj_ptr, adj, np.concatenate([[0.0], np.cumsum(w ** st.drift_power)]))
 
 
 def sample(rng: np.random.Generator, cw0: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-            ex_lo: np.ndarray, ex_hi: np.ndarray) -> np.ndarray:
+           ex_lo: np.ndarray, ex_hi: np.ndarray) -> np.ndarray:
     """Popularity-weighted index in [lo, hi) outside [ex_lo, ex_hi), for many ranges at once."""
     ex_w = cw0[ex_hi] - cw0[ex_lo]
     u = cw0[lo] + rng.random(len(lo)) * (cw0[hi] - cw0[lo] - ex_w)
