@@ -66,8 +66,9 @@ class ResumableLoader(torch.utils.data.DataLoader):
     """A DataLoader over :class:`ResumableBatches`, whose position Lightning saves in every checkpoint."""
 
     def state_dict(self) -> dict[str, int]:
-        """Called as a checkpoint is written (after a training step, at validation): every batch served so
-        far has been trained on (checked by the title trainer's resume test, batch by batch)."""
+        """Called as a checkpoint is written (after a training step, at validation), when every batch served
+        so far has been trained on: Lightning draws no batch ahead here (measured batch by batch; the resume
+        test's equal weights depend on it)."""
         sampler = self.batch_sampler
         return {"epoch": sampler.batches.epoch - 1, "trained": sampler.served}
 
