@@ -83,7 +83,8 @@ def build_methods(names: list[str], args: argparse.Namespace) -> dict:
     from recformer_m2.hybrid import Hybrid, id_sources
 
     def sources(group: str | None = None) -> dict:
-        return id_sources(without_group=group, query_evidence=args.query_evidence, embeddings=args.embeddings)
+        return id_sources(without_group=group, query_evidence=args.query_evidence, embeddings=args.embeddings,
+                          query_windows=tuple(int(w) for w in args.query_windows.split(",")))
 
     methods = {}
     for name in names:
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=1, help="hybrid: disjoint held-out folds the ranker learns from")
     parser.add_argument("--valid-fraction", type=float, default=0.2, help="hybrid: held-out share per fold")
     parser.add_argument("--query-evidence", type=float, default=1.0, help="weight of the queries' own pairs")
+    parser.add_argument("--query-windows", default="3", help="windows of the covis-queries sources, e.g. 1,3")
     parser.add_argument("--embeddings", choices=("svd", "als"), default="svd", help="item embedding method")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--importance", type=int, default=20, help="features listed per ranker")

@@ -228,9 +228,12 @@ class CoVisitation(SessionRecommender):
             np.concatenate([-data, 1.0 + pop_rank]),
         )
 
-    def weights(self, locale: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Table weight from each source item to each target item in a session of ``locale`` (0 if none)."""
-        return np.asarray(self.matrix[self.row_keys(locale, sources), targets]).ravel()
+    def weights(self, locale: np.ndarray, sources: np.ndarray, targets: np.ndarray,
+                table: sp.csr_matrix | None = None) -> np.ndarray:
+        """Weight from each source item to each target item in a session of ``locale`` (0 if none), in
+        ``table`` (default: the training table; pass ``self.table(sessions)`` for the ranked sessions' one)."""
+        table = self.matrix if table is None else table
+        return np.asarray(table[self.row_keys(locale, sources), targets]).ravel()
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, top: int, normalize: bool) -> sp.csr_matrix:

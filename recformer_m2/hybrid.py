@@ -27,6 +27,17 @@ model's early stopping, a small optimism that remains. A model source whose unse
 (e.g. a pretraining folder) is used anyway, with a warning, and its features are then optimistic in
 training: the ranker weights it more than its test behaviour deserves.
 
+Two source sets. ``default_sources()`` (co-visitation, textknn, popularity) is the hybrid's default.
+``id_sources()`` is the wide set of the KDD Cup 2023 task-2 solutions, which needs product ids only:
+co-visitation variants (consecutive, forward windows 3 and 5, position-weighted, lift-normalised),
+cross-locale co-visitation, co-visitation that also counts the pairs among the prev_items of the sessions
+being ranked (``covis-queries``: inputs of the test sessions, never their next items), item embeddings
+learned from sessions, popularity (and textknn with ``text=True``). On a catalog without product text
+(real sessions' ids only) text sources and text features are skipped. Features added for them: popularity
+across locales, as a next item, among the ranked sessions' prev_items; best rank over sources; each
+co-visitation table's weight from the last and the best of the latest items; session distinct items and
+repeats; mean session price. ``folds`` pools the examples of several disjoint held-out splits.
+
 Cost at full Amazon-M2 scale (synthetic, 4.6M training sessions, defaults, no model source; measured
 with ``bench/bench_textknn.py --methods hybrid`` on a shared 2-core machine): fit 440 s of CPU, 100
 items for the 324k test sessions of tasks 1 and 2 906 s of CPU, peak RSS 7.2 GiB (data included).
@@ -179,10 +190,11 @@ cross-locale co-visitation, the ranked sessions' own prev_items, session-learned
 
 
 def id_sources(without_group: str | None = None, text: bool = False, query_evidence: float = 1.0,
-               embeddings: str = "svd") -> dict[str, SessionRecommender]:
+               embeddings: str = "svd", query_windows: tuple[int, ...] = (3,)) -> dict[str, SessionRecommender]:
     """The wide source set of the KDD Cup 2023 task-2 solutions that needs product ids only (plus textknn
     when ``text``), by name, minus one group of ``SOURCE_GROUPS`` (for ablations). ``query_evidence``:
-    weight of the ranked sessions' own pairs in ``covis-queries``; ``embeddings``: ``ItemEmbeddings.method``."""
+    weight of the ranked sessions' own pairs in ``covis-queries``; ``embeddings``: ``ItemEmbeddings.method``;
+    ``query_windows``: one ``covis-queries`` source per window (``covis-queries`` for 3, ``covis-queries-wN`` else)."""
     if without_group is not None and without_group not in SOURCE_GROUPS:
         raise ValueError(f"unknown source group {without_group!r}; groups are {sorted(SOURCE_GROUPS)}")
     sources: dict[str, SessionRecommender] = {
@@ -193,13 +205,16 @@ def id_sources(without_group: str | None = None, text: bool = False, query_evide
         "covis-position": CoVisitation(window=5, position_weight=2.0, name="covis-position"),
         "covis-lift": CoVisitation(lift=0.5, name="covis-lift"),
         "covis-cross": CoVisitation(cross_locale=True, name="covis-cross"),
-        "covis-queries": CoVisitation(cross_locale=True, query_evidence=query_evidence, name="covis-queries"),
         "embeddings": ItemEmbeddings(method=embeddings),
         "popularity": Popularity(),
     }
+    for window in query_windows:
+        name = "covis-queries" if window == 3 else f"covis-queries-w{window}"
+        sources[name] = CoVisitation(window=window, cross_locale=True, query_evidence=query_evidence, name=name)
     if text:
         sources["textknn"] = TextKNN()
-    dropped = set(SOURCE_GROUPS.get(without_group, ()))
+    dropped = {name for name in sources if name in SOURCE_GROUPS.get(without_group, ())
+               or (without_group == "queries" and name.startswith("covis-queries"))}
     return {name: source for name, source in sources.items() if name not in dropped}
 
 
@@ -526,7 +541,7 @@ class Hybrid(SessionRecommender):
                 columns["price_vs_session"] = (price_c / self._session_price(sessions)[rows]).astype(np.float32)
             columns.update(self._related_features(sessions, rows, codes, locale))
         for name, source in self.active.items():
-            if isinstance(source, CoVisitation) and source.query_evidence == 0:
+            if isinstance(source, CoVisitation):
                 columns.update(self._covisitation_features(source, sessions, rows, codes, locale))
         columns.update(self._session_features(sessions, rows))
         frame = pd.DataFrame(columns)
@@ -596,9 +611,10 @@ class Hybrid(SessionRecommender):
         back that one is (``covis_*`` for the ``covisitation`` source, ``{name}_last``/``_max`` otherwise)."""
         recent = self._recent(sessions)[rows]
         weights = np.zeros(recent.shape, dtype=np.float32)
+        table = covis.table(sessions)  # with the ranked sessions' own pairs when the source counts them
         for step in range(RELATED_ITEMS):
             has = np.flatnonzero(recent[:, step] >= 0)
-            weights[has, step] = covis.weights(locale[has], recent[has, step], codes[has])
+            weights[has, step] = covis.weights(locale[has], recent[has, step], codes[has], table)
         if covis.name != "covisitation":
             return {f"{covis.name}_last": weights[:, 0], f"{covis.name}_max": weights.max(axis=1)}
         best = weights.argmax(axis=1)
