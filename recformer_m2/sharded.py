@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES
 
@@ -180,13 +181,12 @@ def run_encode(config: EncodeConfig, ranks: Ranks | None = None) -> Path:
     from .data import M2Data
     from .encode import (RecformerEncoder, catalog_items, catalog_key, digest_parts, encoder_digest, npy_record,
                          registration_path, session_items, write_json_atomic)
+    from .models.folders import check_model_folder
     from .recommender import item_cache_dir
 
     ranks = ranks or launcher_ranks()
     out = Path(config.out)
-    model = Path(config.model)
-    if not (model / "config.json").is_file():
-        raise FileNotFoundError(f"{model}: not a model folder (no config.json)")
+    model = check_model_folder(config.model)  # missing folder, ID-baseline folder, config or weights: named
     device = config.device or (f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu")
     encoder = RecformerEncoder.from_pretrained(model, device=device, batch_size=config.batch_size)
     data = M2Data(config.data)
@@ -217,8 +217,6 @@ def run_encode(config: EncodeConfig, ranks: Ranks | None = None) -> Path:
     texts = session_items(catalog, sessions) if sessions is not None else None
     crash_after = _crash_after(ranks)
     reused = written = 0
-    from tqdm.auto import tqdm
-
     for c in tqdm(mine, desc=f"encode {config.what} (rank {ranks.rank})", disable=ranks.rank != 0):
         start, end = bounds[c]
         path = _chunk_path(shard_dir, c, len(bounds))
@@ -317,5 +315,5 @@ def cmd_encode(args: argparse.Namespace) -> None:
                               cache_dir=args.cache_dir, keep_shards=args.keep_shards)
         logger.debug("encode config: %s", asdict(config))
         run_encode(config)
-    except (FileNotFoundError, ValueError, TimeoutError) as err:
+    except (FileNotFoundError, ValueError, TimeoutError) as err:  # ModelFolderError, DataFormatError: ValueErrors
         raise SystemExit(f"encode: {err}") from None
