@@ -246,3 +246,14 @@ def test_products_without_any_text_refuse_text_methods(tmp_path):
         ranking_method("textknn", data)
     # id methods still run: the session [A] gets B, the other product of DE
     assert np.array_equal(ranking_method("popularity", data).recommend(data.train, k=2)[0], [data.catalog.codes(["B"])[0], -1])
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_malformed_row_that_is_not_utf8_is_one_line(folder, tmp_path):
+    """pyarrow cannot hand such a row to a Python handler: it printed 'Exception ignored' and a traceback, and
+    with handlers on several worker threads the process sometimes aborted (exit 134) after the error."""
+    with open(folder / "sessions_train.csv", "ab") as f:
+        f.write(b"['B09W9FND7K'],B0XYZ12345,DE,extra\xff\n")
+    code, message = run_cli(["predict", "--data", folder, "--task", "1", "--method", "popularity",
+                             "--out", tmp_path / "x.parquet"])
+    assert_one_line_error(code, message, "sessions_train.csv: not UTF-8: byte 0xff", "(line 8 of the file)")
