@@ -158,7 +158,8 @@ def registration_path(cache_dir: Path, key: str) -> Path:
 def encoded_catalog(encoder_id: str, catalog: Catalog, cache_dir: Path,
                     attributes: tuple[str, ...] = ATTRIBUTES) -> np.ndarray | None:
     """The whole catalog's embeddings ``(len(catalog), D)`` (memory-mapped) written by ``recformer-m2 encode``
-    for this encoder and catalog, or None when there are none (or they fail their checks: warned)."""
+    for this encoder and catalog, or None when there are none. A registered output that fails its checks
+    (moved, rewritten, truncated, damaged) is reported once and unregistered; the caller encodes instead."""
     key = catalog_key(encoder_id, catalog, attributes)
     pointer = registration_path(cache_dir, key)
     if not pointer.is_file():
@@ -166,15 +167,17 @@ def encoded_catalog(encoder_id: str, catalog: Catalog, cache_dir: Path,
     try:
         out = Path(json.loads(pointer.read_text(encoding="utf-8"))["out"])
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError) as err:
-        logger.warning("encode output registered in %s is unusable (%s): encoding the catalog instead", pointer, err)
-        return None
-    if manifest.get("content") != key:
-        logger.warning("%s no longer holds these embeddings (its key changed): encoding the catalog instead", out)
-        return None
-    problem = npy_problem(out / "embeddings.npy", manifest["files"]["embeddings.npy"])
+        if manifest.get("content") != key:
+            problem = f"{out} now holds other embeddings"
+        else:
+            problem = npy_problem(out / "embeddings.npy", manifest["files"]["embeddings.npy"])
+            problem = problem and f"{out / 'embeddings.npy'}: {problem}"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problem = f"unreadable ({err})"
     if problem is not None:
-        logger.warning("%s: %s; encoding the catalog instead", out / "embeddings.npy", problem)
+        logger.warning("encode output registered in %s is unusable (%s): encoding the catalog instead; "
+                       "unregistered", pointer, problem)
+        pointer.unlink(missing_ok=True)
         return None
     logger.info("item embeddings from encode output %s", out)
     return np.load(out / "embeddings.npy", mmap_mode="r")

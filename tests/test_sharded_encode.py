@@ -156,5 +156,6 @@ def test_task_sessions_and_the_recommender_reads_a_matching_output(world, one_ra
     with caplog.at_level(logging.WARNING, logger="recformer_m2.encode"):
         fresh = catalog_embeddings(encoder, data.catalog, codes, locales, world / "item-cache", progress=False)
     assert "bytes, expected" in caplog.text and "encoding the catalog instead" in caplog.text
+    assert not pointer.exists()  # reported once: later runs go straight to the cache
     np.testing.assert_allclose(np.asarray(fresh, np.float32), got.astype(np.float32), atol=2e-3)
     pointer.write_text(json.dumps({"out": str(one_rank)}))
