@@ -16,6 +16,7 @@ import torch
 from recformer_m2 import RecformerConfig, RecformerModel
 from recformer_m2.data import M2Data
 from recformer_m2.encode import RecformerEncoder, catalog_embeddings, catalog_items, session_items
+from recformer_m2.recommender import Recommender
 from recformer_m2.sharded import (CRASH_HOOK, EncodeConfig, Ranks, chunk_bounds, launcher_ranks, rank_chunks,
                                   run_encode)
 from recformer_m2.tokenizer import train_tokenizer
@@ -144,7 +145,11 @@ def test_task_sessions_and_the_recommender_reads_a_matching_output(world, one_ra
     got = catalog_embeddings(encoder, data.catalog, codes, locales, world / "item-cache")
     table = np.load(one_rank / "embeddings.npy")
     np.testing.assert_array_equal(got, table[data.catalog.rows(codes, 3)])
+    sessions = data.test(2)
+    served = Recommender(encoder, data.catalog, cache_dir=world / "item-cache").recommend_codes(sessions, 10, False)
     monkeypatch.undo()
+    encoded = Recommender(encoder, data.catalog, cache_dir=tmp_path / "own").recommend_codes(sessions, 10, False)
+    assert (served == encoded).mean() > 0.95  # the same float16 table up to rounding of differently batched sums
     # a damaged output is not used: the catalog is encoded (into the cache) instead, with a warning
     damaged = tmp_path / "copy"
     damaged.mkdir()
