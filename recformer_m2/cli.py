@@ -100,7 +100,6 @@ def cmd_train_titles(args: argparse.Namespace) -> None:
     from .titles import train_titles
 
     M2Data(args.data).require_text("train-titles")
-
     logger.info("title generator written to %s", train_titles(args.data, args.out, args.config))
 
 
