@@ -91,7 +91,7 @@ def build_methods(names: list[str], args: argparse.Namespace) -> dict:
         if name == "hybrid" or name.startswith("hybrid-without-"):
             group = name.removeprefix("hybrid-without-") if name != "hybrid" else None
             methods[name] = Hybrid(sources=sources(group), seed=args.seed, folds=args.folds,
-                                   valid_fraction=args.valid_fraction)
+                                   valid_fraction=args.valid_fraction, per_locale=args.per_locale)
         elif name in RANKING_METHODS:
             methods[name] = RANKING_METHODS[name]()
         elif name in sources():
@@ -178,9 +178,11 @@ def main() -> None:
     parser.add_argument("--evaluate-on", choices=("test", "validation"), default="test",
                         help="validation: score on a share of the train part (for choosing defaults)")
     parser.add_argument("--methods", default="popularity,covisitation,hybrid")
-    parser.add_argument("--folds", type=int, default=1, help="hybrid: disjoint held-out folds the ranker learns from")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="hybrid: disjoint held-out folds the ranker learns from (5 chosen on validation)")
     parser.add_argument("--valid-fraction", type=float, default=0.2, help="hybrid: held-out share per fold")
     parser.add_argument("--query-evidence", type=float, default=1.0, help="weight of the queries' own pairs")
+    parser.add_argument("--per-locale", action="store_true", help="hybrid: one ranker per locale")
     parser.add_argument("--query-windows", default="3", help="windows of the covis-queries sources, e.g. 1,3")
     parser.add_argument("--embeddings", choices=("svd", "als"), default="svd", help="item embedding method")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")

@@ -304,6 +304,7 @@ class Hybrid(SessionRecommender):
         fitted: Iterable[str] = (),
         model_holdout: bool = True,
         folds: int = 1,
+        per_locale: bool = False,
     ):
         """``sources``: name -> unfitted recommender (default: ``default_sources()``); ``per_source``: items
         each proposes per session; ``valid_fraction``/``max_valid_per_locale``/``seed``: the held-out split of
@@ -315,7 +316,8 @@ class Hybrid(SessionRecommender):
         sessions the model never trained on (see the module docstring); ``folds``: disjoint held-out
         splits of ``valid_fraction`` each, the sources refitted without each in turn, their examples pooled
         (more sessions for the ranker where training data is scarce; needs ``folds * valid_fraction <= 1``
-        and no model source with known unseen sessions)."""
+        and no model source with known unseen sessions); ``per_locale``: one ranker per locale instead of
+        one for all (the locale a feature), chosen on validation."""
         self.sources = default_sources() if sources is None else dict(sources)
         if not self.sources:
             raise ValueError("Hybrid needs at least one source")
@@ -333,6 +335,7 @@ class Hybrid(SessionRecommender):
         if folds < 1 or folds * valid_fraction > 1.0 + 1e-9:
             raise ValueError(f"folds ({folds}) must be >= 1 with folds * valid_fraction ({valid_fraction}) <= 1")
         self.folds = folds
+        self.per_locale = per_locale
         unknown = self.fitted - set(self.sources)
         if unknown:
             raise ValueError(f"fitted names {sorted(unknown)} are not sources ({sorted(self.sources)})")
@@ -449,12 +452,30 @@ class Hybrid(SessionRecommender):
         self._price = pd.to_numeric(table["price"], errors="coerce").to_numpy(np.float64)
 
     def _fit_ranker(self, data: RankerData) -> None:
-        import lightgbm as lgb
-
-        features, labels, groups = data.features, data.labels, data.groups
-        if not len(groups):
+        """One locale-agnostic ranker (``locale`` a categorical feature); with ``per_locale`` also one per
+        locale that has training sessions, the agnostic one serving the others."""
+        if not len(data.groups):
             raise ValueError("no held-out training session has its next item among the candidates; "
                              "cannot train the ranker (more training sessions or a larger per_source needed)")
+        self.feature_names = list(data.features.columns)
+        self.rankers = {None: self._train_ranker(data.features, data.labels, data.groups)}
+        self.training_summary["ranker_rounds"] = self.rankers[None].best_iteration_ or self.params.n_estimators
+        if self.per_locale:
+            starts = np.concatenate([[0], np.cumsum(data.groups)[:-1]])
+            group_locale = data.features["locale"].to_numpy()[starts].astype(np.int64)
+            row_locale = np.repeat(group_locale, data.groups)
+            for loc in np.unique(group_locale):
+                keep = row_locale == loc
+                self.rankers[int(loc)] = self._train_ranker(
+                    data.features[keep].reset_index(drop=True), data.labels[keep], data.groups[group_locale == loc])
+        logger.info("hybrid: %d ranker(s), %d boosting rounds (agnostic); gain importance: %s", len(self.rankers),
+                    self.training_summary["ranker_rounds"],
+                    ", ".join(f"{k} {v:.0f}" for k, v in self.feature_importance().head(10).items()))
+
+    def _train_ranker(self, features: pd.DataFrame, labels: np.ndarray, groups: np.ndarray):
+        """A LightGBM LambdaRank model early-stopped on a seeded share of the groups."""
+        import lightgbm as lgb
+
         p = self.params
         rng = np.random.default_rng(self.seed)
         session = np.repeat(np.arange(len(groups)), groups)
@@ -465,7 +486,7 @@ class Hybrid(SessionRecommender):
         row_eval = is_eval[session]
         # Training rows: every positive, a seeded share of the negatives; early stopping sees every row.
         row_train = ~row_eval & ((labels > 0) | (rng.random(len(labels)) < p.negative_fraction))
-        self.ranker = lgb.LGBMRanker(
+        ranker = lgb.LGBMRanker(
             objective="lambdarank", n_estimators=p.n_estimators, learning_rate=p.learning_rate,
             num_leaves=p.num_leaves, min_child_samples=p.min_child_samples, subsample=p.subsample,
             subsample_freq=1, colsample_bytree=p.colsample_bytree, random_state=self.seed, n_jobs=p.n_jobs,
@@ -484,18 +505,23 @@ class Hybrid(SessionRecommender):
                 callbacks=[lgb.early_stopping(p.early_stopping_rounds, verbose=False)],
             )
         train_groups = np.bincount(session[row_train], minlength=len(groups))[~is_eval]
-        self.ranker.fit(features[row_train], labels[row_train], group=train_groups, **fit_kwargs)
-        self.feature_names = list(features.columns)
-        self.training_summary["ranker_rounds"] = self.ranker.best_iteration_ or p.n_estimators
+        ranker.fit(features[row_train], labels[row_train], group=train_groups, **fit_kwargs)
         self.training_summary["ranker_training_rows"] = int(row_train.sum())
-        logger.info("hybrid: ranker trained on %d sessions (%d rows), %d boosting rounds; gain importance: %s",
-                    int((~is_eval).sum()), int(row_train.sum()), self.training_summary["ranker_rounds"],
-                    ", ".join(f"{k} {v:.0f}" for k, v in self.feature_importance().head(10).items()))
+        return ranker
+
+    @property
+    def ranker(self):
+        """The locale-agnostic ranker."""
+        return self.rankers[None]
 
     def feature_importance(self) -> pd.Series:
-        """Total split gain of each feature in the trained ranker, largest first."""
-        gain = self.ranker.booster_.feature_importance(importance_type="gain")
-        return pd.Series(gain, index=self.ranker.booster_.feature_name()).sort_values(ascending=False)
+        """Total split gain of each feature over the trained ranker(s), largest first."""
+        total = None
+        for ranker in self.rankers.values():
+            gain = pd.Series(ranker.booster_.feature_importance(importance_type="gain"),
+                             index=ranker.booster_.feature_name())
+            total = gain if total is None else total.add(gain, fill_value=0.0)
+        return total.sort_values(ascending=False)
 
     # --- candidates and features --------------------------------------------------------------------
     def features(self, sessions: Sessions) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -628,6 +654,10 @@ class Hybrid(SessionRecommender):
     def _candidates(self, sessions: Sessions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, codes, features = self.features(sessions)
         score = self.ranker.predict(features[self.feature_names], num_threads=self.params.n_jobs)
+        for loc, ranker in self.rankers.items():  # per-locale rankers, where trained, replace the agnostic one
+            mine = np.flatnonzero(features["locale"].to_numpy() == loc) if loc is not None else []
+            if len(mine):
+                score[mine] = ranker.predict(features.iloc[mine][self.feature_names], num_threads=self.params.n_jobs)
         pop_rows, pop_codes, pop_rank = self._popular.popular_candidates(sessions, k)
         # Ranked candidates first (priority = -score), popularity behind all of them.
         backfill = float(np.max(-score, initial=0.0)) + 1.0

@@ -447,3 +447,14 @@ def test_new_features_by_hand():
     assert (first["session_repeats"] == 1).all() and (first["session_distinct"] == 2).all()
     assert (second["session_repeats"] == 0).all()
     assert first.loc["C", "best_rank"] == 0  # co-visitation's first pick after B -> C
+
+
+def test_per_locale_rankers(tiny):
+    model = Hybrid(valid_fraction=0.3, per_locale=True, seed=0).fit(tiny.catalog, tiny.train)
+    data_locales = set(np.unique(tiny.train.locale).tolist())
+    assert None in model.rankers and set(model.rankers) - {None} <= data_locales and len(model.rankers) > 2
+    sessions = tiny.test(2)
+    ranked = model.recommend(sessions, k=20, progress=False)
+    agnostic = Hybrid(valid_fraction=0.3, seed=0).fit(tiny.catalog, tiny.train).recommend(sessions, k=20, progress=False)
+    assert ranked.shape == agnostic.shape and (ranked != agnostic).any()
+    assert set(model.feature_importance().index) == set(model.feature_names)
