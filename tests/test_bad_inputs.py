@@ -257,3 +257,24 @@ def test_malformed_row_that_is_not_utf8_is_one_line(folder, tmp_path):
     code, message = run_cli(["predict", "--data", folder, "--task", "1", "--method", "popularity",
                              "--out", tmp_path / "x.parquet"])
     assert_one_line_error(code, message, "sessions_train.csv: not UTF-8: byte 0xff", "(line 8 of the file)")
+
+
+@pytest.mark.parametrize("columns, fragment", [
+    (None, "sessions_train.parquet: not a readable parquet file"),
+    ({"prev_items": [1], "next_item": ["B0XYZ12345"], "locale": ["DE"]}, "field 'prev_items': column has type int64"),
+    ({"prev_items": [["B09W9FND7K"]], "next_item": ["B0XYZ12345"], "locale": [3]}, "field 'locale': column has type int64"),
+    ({"prev_items": [["B09W9FND7K"]], "next_item": ["B0XYZ12345"]}, "missing column(s) ['locale']"),
+    ({"prev_items": [["B09W9FND7K"]], "next_item": [None], "locale": ["DE"]}, "data row 1, field 'next_item': missing"),
+])
+def test_bad_parquet_sessions_are_one_line(folder, tmp_path, columns, fragment):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "sessions_train.csv").unlink()
+    if columns is None:
+        (folder / "sessions_train.parquet").write_bytes(b"PAR1 not parquet")
+    else:
+        pq.write_table(pa.table(columns), folder / "sessions_train.parquet")
+    code, message = run_cli(["predict", "--data", folder, "--task", "1", "--method", "covisitation",
+                             "--out", tmp_path / "x.parquet"])
+    assert_one_line_error(code, message, fragment)

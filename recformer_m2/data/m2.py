@@ -186,6 +186,11 @@ def _first_true(mask: pa.Array | np.ndarray) -> int:
 
 def locale_codes(path: Path, locales: pa.Array) -> np.ndarray:
     """Map locale strings to indices into LOCALES, raising on the first unknown one."""
+    if pa.types.is_dictionary(locales.type):
+        locales = locales.cast(pa.string())
+    if not (pa.types.is_string(locales.type) or pa.types.is_large_string(locales.type)):
+        raise DataFormatError(path, f"column has type {locales.type}, expected locale names {list(LOCALES)}",
+                              field="locale")
     idx = pc.index_in(locales, value_set=pa.array(LOCALES))
     if idx.null_count:
         row = _first_true(pc.is_null(idx).to_numpy(zero_copy_only=False))
