@@ -10,7 +10,7 @@ crashed run resumes. Rank 0 then waits for every chunk and merges them into::
 
     OUT/embeddings.npy   (N, D) float16 or float32, normalised, rows in catalog (or test-file) order
     OUT/keys.parquet     catalog: id, locale, code per row; task: row, locale per session
-    OUT/manifest.json    key (encoder weights + config + tokenizer, data, attributes, dtype, chunking),
+    OUT/manifest.json    key (encoder weights + config + tokenizer, data, attributes, dtype, chunking, device type),
                          content (the same without dtype and chunking: what the Recommender matches),
                          shapes, dtype and each file's size and checksum; written last
 
@@ -205,7 +205,9 @@ def run_encode(config: EncodeConfig, ranks: Ranks | None = None) -> Path:
                                 np.ascontiguousarray(sessions.items).tobytes(),
                                 np.ascontiguousarray(sessions.offsets).tobytes(),
                                 np.ascontiguousarray(sessions.locale).tobytes())
-    key = digest_parts(data_key, config.dtype, str(config.chunk_size), str(config.batch_size))
+    # the device type too: CUDA encodes in bf16, so a CPU rerun must not resume a GPU run's chunks
+    key = digest_parts(data_key, config.dtype, str(config.chunk_size), str(config.batch_size),
+                       torch.device(device).type)
     if valid_output(out, key):
         logger.info("rank %d: %s already holds this encoding (key %s)", ranks.rank, out, key)
         return out
