@@ -1,6 +1,7 @@
 """The data layer reads the KDD Cup files exactly, caches by content, and reports bad input precisely."""
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -224,3 +225,19 @@ def test_prefixes_predict_every_new_item_from_what_came_before():
     short = sessions.prefixes(max_length=2)
     assert [s.tolist() for s in short.to_lists()] == [[1], [2, 1], [1, 6], [4]]
     assert short.next_item.tolist() == got.next_item.tolist()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 20])
+def test_utf8_check_names_the_same_byte_at_any_chunk_size(tmp_path, chunk):
+    path = tmp_path / "x.csv"
+    for data in ["aé\nxé€\n".encode() + b"\xe9x\n", "é\n".encode() * 3 + b"\xff", "ok\né".encode()]:
+        path.write_bytes(data)
+        try:
+            data.decode("utf-8")
+            m2_module._check_utf8(path, chunk)
+            continue
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            expected = f"byte {data[err.start]:#x} at offset {err.start} (line {line} "
+        with pytest.raises(DataFormatError, match=re.escape(expected)):
+            m2_module._check_utf8(path, chunk)
