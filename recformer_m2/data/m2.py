@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from ..constants import ATTRIBUTES, LOCALES, PRODUCT_COLUMNS
 from ..cache import cache_dir as kind_cache_dir
-from ..cache import default_cache_dir, touch
+from ..cache import default_cache_dir, touch  # default_cache_dir: re-exported, defined once in cache.py
 from ..errors import DataFormatError, MissingTextError
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,9 @@ def _check_utf8(path: Path, chunk: int = 1 << 24) -> None:
                 # block (never a newline), then this block
                 start = err.start - (len(err.object) - len(block))
                 line = lines + block.count(b"\n", 0, max(start, 0)) + 1
+                bad = err.object[err.start]
                 raise DataFormatError(
-                    path, f"not UTF-8: byte {err.object[err.start]:#x} at offset {offset + start} (line {line} of the file)"
+                    path, f"not UTF-8: byte {bad:#x} at offset {offset + start} (line {line} of the file)"
                 ) from None
             if not block:
                 return
@@ -463,7 +464,8 @@ def read_products(path: Path, on_bad_rows: str = "error") -> tuple[pa.Table, dic
         try:
             table = table.cast(schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise DataFormatError(path, f"columns do not cast to {schema.types} ({' '.join(str(err).split())})") from None
+            detail = " ".join(str(err).split())
+            raise DataFormatError(path, f"columns do not cast to {schema.types} ({detail})") from None
     else:
         types = {c: (pa.float64() if c == "price" else pa.string()) for c in PRODUCT_COLUMNS}
         table, counts["malformed_rows"] = read_csv_table(path, types, on_bad_rows)
@@ -539,7 +541,8 @@ def _target_ids(path: Path, table: pa.Table) -> np.ndarray:
 
 _SKIP_MESSAGES = {
     "malformed_rows": "skipped {n} malformed row(s) (wrong number of fields)",
-    "duplicate_rows": "skipped {n} duplicate (id, locale) row(s), keeping the first; first duplicate at data row {first}",
+    "duplicate_rows": "skipped {n} duplicate (id, locale) row(s), keeping the first; first duplicate at data row "
+                      "{first}",
     "unknown_items_dropped": "{n} session item(s) whose id is not in the product table were dropped",
     "items_without_locale_row": "{n} session item(s) have no product row in their session's locale (text models skip them)",
     "unknown_targets": "{n} next_item id(s) are not in the product table",
