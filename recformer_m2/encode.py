@@ -247,12 +247,12 @@ class RecformerEncoder:
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, **kwargs) -> "RecformerEncoder":
         """Load the encoder and tokenizer saved in one folder (a pretraining or finetuning output).
 
-        Heads saved beside the encoder (the MLM head of pretraining) are expected and left out;
-        any other missing or unexpected weight raises.
+        Heads saved beside the encoder (the MLM head of pretraining, the prior weight of finetuning) are
+        expected and left out; any other missing or unexpected weight raises.
         """
         from .tokenizer import load_tokenizer
 
-        model = RecformerModel.from_pretrained_strict(path, allow_unexpected=("lm_head",))
+        model = RecformerModel.from_pretrained_strict(path, allow_unexpected=("lm_head", "prior_weight"))
         if device is not None:
             model = model.to(device)
         return cls(model, load_tokenizer(path), **kwargs)

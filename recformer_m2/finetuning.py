@@ -4,8 +4,10 @@ Stage 1: before each epoch every candidate item is re-encoded with the current e
 item table; the session encoder then trains against it (full-softmax cross-entropy over the table).
 Stage 2: the table of the best stage-1 epoch stays frozen and the encoder keeps training.
 One loop serves both stages; early stopping watches validation MRR@100 (a split carved from the
-training sessions, never the test ground truth); the best encoder lands in ``OUT/best`` with its item
-table; ``OUT/checkpoints/last.safetensors`` (tensors, with the scalars and the run's configuration as
+training sessions, never the test ground truth); the best model lands in ``OUT/best``, written by
+``RecformerForSeqRec.save_pretrained`` (weights, item table with ids and prior, tokenizer, and the retrieval
+weight chosen on validation in its config; ``AutoModelForSeqRec.from_pretrained`` restores it whole);
+``OUT/checkpoints/last.safetensors`` (tensors, with the scalars and the run's configuration as
 JSON in its header: nothing is unpickled) is rewritten atomically after every epoch so a crashed run
 resumes from the last finished epoch. A resume with another configuration is refused, naming the fields
 that differ, unless ``force_new_config``; ``OUT/run.lock`` refuses a second live run into the same OUT.
@@ -24,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -36,15 +37,13 @@ from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_i
 from .heuristics import occurrence_counts
 from .index import ItemIndex, retrieval_queries
 from .metrics import rank_metrics
-from .models import RecformerConfig, RecformerForSeqRec, RecformerModel
+from .models import TABLE_FILE, RecformerConfig, RecformerForSeqRec, RecformerModel
 from .models.folders import ModelFolderError, check_model_folder, check_resume_config
 from .run_lock import output_lock
 from .state_files import read_state, read_state_values, save_state
 
 logger = logging.getLogger(__name__)
 
-TABLE_FILE = "item_table.npy"
-TABLE_KEYS_FILE = "item_table.parquet"
 CONFIG_FILE = "finetune_config.json"
 """Written into ``best`` (and OUT): a folder holding it is a finetuning output, which must carry its item table."""
 LAST = "last.safetensors"
@@ -221,11 +220,14 @@ def item_bias(model: RecformerForSeqRec) -> np.ndarray | None:
 
 def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
              sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None,
-             last_item_grid: tuple[float, ...] = (), table_item_grid: tuple[float, ...] = ()) -> dict[str, float]:
+             last_item_grid: tuple[float, ...] = (), table_item_grid: tuple[float, ...] = (),
+             table_item_weight: float | None = None) -> dict[str, float]:
     """MRR/Recall/NDCG@k of retrieval from ``table`` (plus ``bias`` per item) for held-out sessions (their
-    items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) the encoder's newest-item weight and,
-    from ``table_item_grid``, the weight of the newest item's table row (``config.table_item_weight``) are
-    set to the pair of best MRR@k, returned as ``last_item_weight`` and ``table_item_weight``."""
+    items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) every pair of the encoder's newest-item
+    weight and, from ``table_item_grid``, the weight of the newest item's table row is scored, and the
+    metrics of the pair of best MRR@k are returned with that pair as ``last_item_weight`` and
+    ``table_item_weight``; neither the model nor its config is changed (the caller applies the pair).
+    Without a grid the newest item's table row is added with ``table_item_weight`` (None: the config's)."""
     index = ItemIndex().build(table, data.codes, data.locales, bias)
     texts = session_items(catalog, sessions)
     exclude = sessions.to_lists()
@@ -236,8 +238,10 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
         return {f"{name}@{k}": float(values.mean()) for name, values in rank_metrics(ranked, targets, k).items()}
 
     if not last_item_grid or encoder.model.config.pooler_type != "mean_last":
+        if table_item_weight is None:
+            table_item_weight = encoder.model.config.table_item_weight
         return score(retrieval_queries(encoder.encode_sessions(texts, batch_size=encoder.batch_size),
-                                       encoder.model.config.table_item_weight, table, rows))
+                                       table_item_weight, table, rows))
     # query(w, v) = normalise(session(w) + v * newest item's table row), session(w) = normalise(normalised
     # session mean + w * newest item's embedding), as the model pools and retrieval adds: two encodings
     # serve every (w, v)
@@ -245,13 +249,14 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
     with torch.no_grad():
         learned = weight.item()
         weight.fill_(0.0)
-        means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
-        newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
-        results = {(w, v): score(retrieval_queries(_normalized(means + w * newest), v, table, rows))
-                   for w in last_item_grid for v in (table_item_grid or (0.0,))}
-        best_w, best_v = max(results, key=lambda wv: results[wv][f"mrr@{k}"])  # ties: the first (smallest)
-        weight.fill_(best_w)
-        encoder.model.config.table_item_weight = float(best_v)
+        try:
+            means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
+        finally:
+            weight.fill_(learned)
+    newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
+    results = {(w, v): score(retrieval_queries(_normalized(means + w * newest), v, table, rows))
+               for w in last_item_grid for v in (table_item_grid or (0.0,))}
+    best_w, best_v = max(results, key=lambda wv: results[wv][f"mrr@{k}"])  # ties: the first (smallest)
     logger.info("newest-item weight %.2f -> %.2f, table-row weight %.2f; validation MRR@%d by weights %s", learned,
                 best_w, best_v, k, {f"{w},{v}": round(r[f"mrr@{k}"], 4) for (w, v), r in results.items()})
     return {**results[best_w, best_v], "last_item_weight": float(best_w), "table_item_weight": float(best_v)}
@@ -261,67 +266,24 @@ def _normalized(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _save_best(model: RecformerForSeqRec, tokenizer, table: np.ndarray, data: FinetuneData, catalog: Catalog,
-               config: FinetuneConfig, metrics: dict, folder: Path) -> None:
-    """Write the encoder, tokenizer, item table (with its per-item ``bias`` when the model has a prior)
-    and metrics to ``folder`` atomically (tmp then rename)."""
+def _save_best(model: RecformerForSeqRec, tokenizer, config: FinetuneConfig, metrics: dict, folder: Path,
+               table_item_weight: float) -> None:
+    """Write the model whole (``save_pretrained``: weights, the item table it was scored against with its ids,
+    locales and prior, the tokenizer, and ``table_item_weight`` in the saved config), the finetuning config
+    and the metrics to ``folder`` atomically (tmp then rename)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    encoder = _encoder_of(model)
+    saved = model
     if hasattr(model.recformer, "merge_and_unload"):  # LoRA: save merged weights, keep training unmerged
         import copy
 
-        encoder = copy.deepcopy(model.recformer).merge_and_unload()
-    encoder.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    np.save(tmp / TABLE_FILE, table.astype(np.float16))
-    keys = pd.DataFrame({"id": catalog.ids[data.codes], "locale": [LOCALES[x] for x in data.locales]})
-    bias = item_bias(model)
-    if bias is not None:
-        keys["bias"] = bias
-    keys.to_parquet(tmp / TABLE_KEYS_FILE, index=False)
+        saved = copy.deepcopy(model)
+        saved.recformer = saved.recformer.merge_and_unload()
+    saved.save_pretrained(tmp, tokenizer=tokenizer, config_updates={"table_item_weight": float(table_item_weight)})
     save_config(config, tmp / CONFIG_FILE)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
-
-
-def read_item_table(folder: str | Path, hidden_size: int) -> pd.DataFrame | None:
-    """The frozen item table a finetuning ``best`` folder carries: its keys (``id``, ``locale``, ``bias``) with
-    a ``row`` column and the ``(N, D)`` embeddings in ``attrs["embeddings"]``; None for a folder written
-    without one (a pretraining ``final``: a warning says so). A finetuning folder (``finetune_config.json``)
-    whose table is missing, damaged or of other row counts than its keys raises naming the file."""
-    folder = Path(folder)
-    table_path, keys_path = folder / TABLE_FILE, folder / TABLE_KEYS_FILE
-    finetuned = (folder / CONFIG_FILE).is_file()
-    if not finetuned and not table_path.exists() and not keys_path.exists():
-        logger.warning("%s has no item table (%s; a pretraining folder): every item is encoded by the encoder "
-                       "and no popularity prior is added", folder, TABLE_FILE)
-        return None
-    for path in (table_path, keys_path):
-        if not path.is_file():
-            raise ModelFolderError(path, f"{folder}: {path.name} missing (the finetuned item table and popularity "
-                                         f"prior{' that ' + CONFIG_FILE + ' says it was trained with' if finetuned else ''})")
-    try:
-        embeddings = np.load(table_path, mmap_mode="r")
-    except (ValueError, OSError, EOFError) as err:
-        raise ModelFolderError(table_path, f"{table_path}: damaged ({err})") from None
-    try:
-        keys = pd.read_parquet(keys_path)
-    except (ValueError, OSError) as err:
-        raise ModelFolderError(keys_path, f"{keys_path}: damaged ({err})") from None
-    if embeddings.ndim != 2 or embeddings.shape[1] != hidden_size:
-        raise ModelFolderError(table_path, f"{table_path}: shape {embeddings.shape}, expected (N, {hidden_size}) "
-                                           "(the model's hidden size)")
-    if len(embeddings) != len(keys):
-        raise ModelFolderError(table_path, f"{table_path} has {len(embeddings)} rows but {keys_path.name} has "
-                                           f"{len(keys)}")
-    missing = {"id", "locale"} - set(keys.columns)
-    if missing:
-        raise ModelFolderError(keys_path, f"{keys_path}: column(s) {sorted(missing)} missing")
-    keys["row"] = np.arange(len(keys))
-    keys.attrs["embeddings"] = embeddings
-    return keys
 
 
 def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -403,7 +365,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
             table = encoder.encode_items(data.items, progress=True)
             model.train()
         model.set_item_embeddings(torch.from_numpy(table), None if data.prior is None else torch.from_numpy(data.prior),
-                                  torch.from_numpy(data.locales))
+                                  torch.from_numpy(data.locales), ids=catalog.ids[data.codes], group_names=LOCALES)
         rng = np.random.default_rng([config.seed, stage, epoch])
         order = rng.permutation(len(data.train))
         if config.group_by_length > 1:
@@ -427,9 +389,12 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
         model.eval()
         metrics = evaluate(encoder, table, data, catalog, data.valid, data.valid_targets, bias=item_bias(model),
                            last_item_grid=config.last_item_grid, table_item_grid=config.table_item_grid)
+        if "last_item_weight" in metrics:  # chosen on validation: the next epoch trains with it, best keeps it
+            with torch.no_grad():
+                _encoder_of(model).last_item_weight.fill_(metrics["last_item_weight"])
         record = {"stage": stage, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
         if data.prior is not None:
-            record["prior_weight"] = float(model.prior_weight)
+            record["prior_weight"] = float(model.prior_weight.detach())
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         logger.info("stage %d epoch %d: loss %.4f, valid MRR@100 %.4f", stage, epoch + 1, record["train_loss"],
@@ -437,7 +402,8 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
         improved = metrics["mrr@100"] > state["best"]
         if improved:
             state["best"], state["bad_epochs"] = metrics["mrr@100"], 0
-            _save_best(model, tokenizer, table, data, catalog, config, record, out / "best")
+            _save_best(model, tokenizer, config, record, out / "best",
+                       metrics.get("table_item_weight", model.config.table_item_weight))
             if stage == 1:  # stage 2 starts from these weights and keeps this table frozen
                 save_state(out / "checkpoints" / STAGE1_BEST,
                            {**_prefixed("model.", model.state_dict()), "table": torch.from_numpy(table)}, {})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .data import Catalog, M2Data, Sessions
 from .data.m2 import default_cache_dir
 from .encode import RecformerEncoder, catalog_embeddings, session_items
 from .index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
+from .models.folders import ModelFolderError, check_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,36 @@ def encode_catalog(encoder: RecformerEncoder, catalog: Catalog, codes: np.ndarra
     ``recformer-m2 encode`` output, or a checked, content-keyed cache (:func:`encode.catalog_embeddings`)."""
     return catalog_embeddings(encoder, catalog, codes, locales, cache_dir or item_cache_dir(), attributes,
                               progress, chunk=ENCODE_CHUNK)
+
+
+@dataclass
+class RetrievalTable:
+    """A finetuned model's frozen item table as retrieval reads it: row ``i`` of each field is one item."""
+
+    ids: np.ndarray  # (N,) product ids
+    locales: np.ndarray  # (N,) index into LOCALES
+    embeddings: np.ndarray  # (N, D) float32, L2-normalised (as stored, float16 precision)
+    bias: np.ndarray | None  # (N,) the popularity prior in cosine units (what is added to each cosine); None: none
+
+    @classmethod
+    def of_model(cls, model, path: Path) -> "RetrievalTable":
+        """The table a ``RecformerForSeqRec`` was loaded with; one that lacks ids or locales is refused naming
+        the file, as retrieval could not tell which product a row is."""
+        from .finetuning import item_bias
+        from .models import TABLE_FILE
+
+        names = model.item_group_names
+        if model.item_ids is None or model.item_groups is None or names is None:
+            raise ModelFolderError(path / TABLE_FILE, f"{path / TABLE_FILE}: an item table without product ids "
+                                                      "or locales cannot be served")
+        if unknown := sorted(set(names) - set(LOCALES)):
+            raise ModelFolderError(path / TABLE_FILE, f"{path / TABLE_FILE}: unknown locale(s) {unknown}")
+        to_locale = np.array([LOCALES.index(x) for x in names], dtype=np.int64)
+        return cls(np.asarray(model.item_ids, dtype=object), to_locale[model.item_groups.cpu().numpy()],
+                   model.item_embeddings.detach().float().cpu().numpy(), item_bias(model))
+
+    def locale_names(self) -> set[str]:
+        return {LOCALES[x] for x in np.unique(self.locales)}
 
 
 class InputError(ValueError):
@@ -97,7 +129,7 @@ class Recommender:
     trained for (None: unknown, no warning)."""
 
     def __init__(self, encoder: RecformerEncoder, catalog: Catalog, index_config: IndexConfig | None = None,
-                 item_table: pd.DataFrame | None = None, cache_dir: Path | None = None, data: M2Data | None = None,
+                 item_table: RetrievalTable | None = None, cache_dir: Path | None = None, data: M2Data | None = None,
                  training_locales: Sequence[str] | None = None):
         self.encoder = encoder
         self.catalog = catalog
@@ -116,17 +148,36 @@ class Recommender:
                         index_config: IndexConfig | None = None, cache_dir: Path | None = None) -> "Recommender":
         """Load a finetuning ``best`` folder (or a pretraining ``final`` folder) over a data folder's catalog.
 
-        A finetuned folder carries the frozen item table its sessions were trained against (stage 2); its
-        rows are used for the products it covers, others are encoded with the encoder.
+        A finetuned folder is what ``RecformerForSeqRec.save_pretrained`` writes (weights, item table, tokenizer,
+        retrieval weights in its config) and is read as ``RecformerForSeqRec.from_pretrained`` reads it (strictly:
+        a missing or unused weight raises naming it); its frozen table serves the products it covers, others
+        are encoded with the encoder. A folder without an item table (a pretraining ``final``) is served by
+        the encoder alone, with a warning; a finetuning folder (``finetune_config.json``) without its table
+        is refused naming the file.
         """
-        from .finetuning import read_item_table
-        from .models.folders import check_model_folder
+        from .finetuning import CONFIG_FILE
+        from .models import TABLE_FILE, RecformerForSeqRec
+        from .models.item_table import LEGACY_KEYS_FILE, LEGACY_TABLE_FILE
 
         path = check_model_folder(path)  # before the data: a mistyped path fails at once, naming it
         data = data if isinstance(data, M2Data) else M2Data(data)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        encoder = RecformerEncoder.from_pretrained(path, device=device)
-        table = read_item_table(path, encoder.model.config.hidden_size)
+        tables = (TABLE_FILE, LEGACY_TABLE_FILE, LEGACY_KEYS_FILE)
+        if not any((path / name).is_file() for name in (*tables, CONFIG_FILE)):
+            logger.warning("%s has no item table (%s; a pretraining folder): every item is encoded by the encoder "
+                           "and no popularity prior is added", path, TABLE_FILE)
+            encoder = RecformerEncoder.from_pretrained(path, device=device)
+            return cls(encoder, data.catalog, index_config, None, cache_dir, data, _training_locales(path, None))
+        model = RecformerForSeqRec.from_pretrained_strict(path)
+        if model.item_embeddings is None:
+            raise ModelFolderError(path / TABLE_FILE, f"{path}: {TABLE_FILE} missing (the finetuned item table and "
+                                                      f"popularity prior that {CONFIG_FILE} says it was trained with)")
+        table = RetrievalTable.of_model(model, path)  # on the CPU: only the encoder goes to the device
+        if model.tokenizer is None:
+            from .tokenizer import load_tokenizer
+
+            model.tokenizer = load_tokenizer(path)  # raises naming the folder
+        encoder = RecformerEncoder(model.recformer.to(device), model.tokenizer)
         return cls(encoder, data.catalog, index_config, table, cache_dir, data, _training_locales(path, table))
 
     # --- encoding -------------------------------------------------------------------------------------
@@ -184,17 +235,18 @@ class Recommender:
             embeddings = np.asarray(encode_catalog(self.encoder, self.catalog, codes, item_locales, self.cache_dir),
                                     dtype=np.float32)
             bias = None
-            if self.item_table is not None:
-                keys = pd.DataFrame({"id": self.catalog.ids[codes], "locale": [LOCALES[x] for x in item_locales]})
-                matched = keys.merge(self.item_table, on=["id", "locale"], how="left")["row"].to_numpy()
+            table = self.item_table
+            if table is not None:
+                keys = pd.DataFrame({"id": self.catalog.ids[codes], "locale": np.asarray(item_locales, np.int64)})
+                table_keys = pd.DataFrame({"id": table.ids, "locale": table.locales, "row": np.arange(len(table.ids))})
+                matched = keys.merge(table_keys, on=["id", "locale"], how="left")["row"].to_numpy()
                 covered = ~np.isnan(matched)
                 rows = matched[covered].astype(np.int64)
-                frozen = self.item_table.attrs["embeddings"]
-                embeddings[covered] = np.asarray(frozen[rows], dtype=np.float32)
+                embeddings[covered] = table.embeddings[rows]
                 logger.info("%d of %d items use the finetuned frozen table", covered.sum(), len(codes))
-                if "bias" in self.item_table:  # the popularity prior; items it never saw get the prior of 0 occurrences
+                if table.bias is not None:  # the popularity prior; items it never saw get the prior of 0 occurrences
                     bias = np.zeros(len(codes), dtype=np.float32)
-                    bias[covered] = self.item_table["bias"].to_numpy(np.float32)[rows]
+                    bias[covered] = table.bias[rows]
             self._index = ItemIndex(self.index_config).build(embeddings, codes, item_locales, bias)
             self._indexed = wanted
             self._indexed_items = (embeddings, codes, item_locales)
@@ -260,9 +312,10 @@ class Recommender:
                 from .heuristics import occurrence_counts
 
                 counts = occurrence_counts(self.data.train, self.catalog.num_ids)[locale, codes]
-            elif self.item_table is not None and "bias" in self.item_table:
-                mine = self.item_table[self.item_table["locale"] == LOCALES[locale]]
-                bias = dict(zip(self.catalog.codes(mine["id"].to_numpy()).tolist(), mine["bias"].tolist()))
+            elif self.item_table is not None and self.item_table.bias is not None:
+                mine = self.item_table.locales == locale
+                bias = dict(zip(self.catalog.codes(self.item_table.ids[mine]).tolist(),
+                                self.item_table.bias[mine].tolist()))
                 counts = np.array([bias.get(c, 0.0) for c in codes.tolist()])
             else:
                 counts = np.zeros(len(codes))
@@ -321,13 +374,13 @@ class Recommender:
         return [list(self.catalog.ids[row[row >= 0]]) for row in ranked]
 
 
-def _training_locales(folder: Path, table: pd.DataFrame | None) -> tuple[str, ...] | None:
+def _training_locales(folder: Path, table: RetrievalTable | None) -> tuple[str, ...] | None:
     """The locales a model folder was trained for: its item table's, else its pretraining run's
     (``pretrain_config.json`` beside a ``final`` folder); None when unknown."""
     import json
 
     if table is not None:
-        return tuple(loc for loc in LOCALES if loc in set(table["locale"]))
+        return tuple(loc for loc in LOCALES if loc in table.locale_names())
     config = folder.parent / "pretrain_config.json"
     if config.is_file():
         values = json.loads(config.read_text(encoding="utf-8"))

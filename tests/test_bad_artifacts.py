@@ -49,10 +49,17 @@ def test_finetuned_folder_without_its_item_table_is_refused(run, tmp_path):
 
 
 def test_item_table_with_too_few_rows_names_the_file_and_counts(run, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
     best = _copy_best(run, tmp_path)
-    table = np.load(best / ft.TABLE_FILE)
-    np.save(best / ft.TABLE_FILE, table[:-3])
-    message = f"{best / ft.TABLE_FILE} has {len(table) - 3} rows but {ft.TABLE_KEYS_FILE} has {len(table)}"
+    path = best / ft.TABLE_FILE
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    rows = len(tensors["embeddings"])
+    tensors["embeddings"] = tensors["embeddings"][:-3].clone()
+    save_file(tensors, str(path), metadata=metadata)
+    message = f"{path} has {rows - 3} embedding rows but {rows} ids"
     with pytest.raises(ModelFolderError, match=re.escape(message)):
         Recommender.from_pretrained(best, run[0], device="cpu")
 
@@ -68,7 +75,7 @@ def test_truncated_item_table_names_the_file(run, tmp_path):
 def test_folder_written_without_a_table_is_served_with_a_warning(run, tmp_path, caplog):
     """A pretraining ``final`` has no table by design: served from the encoder, with a warning."""
     best = _copy_best(run, tmp_path)
-    for name in (ft.TABLE_FILE, ft.TABLE_KEYS_FILE, ft.CONFIG_FILE):
+    for name in (ft.TABLE_FILE, ft.CONFIG_FILE):
         (best / name).unlink()
     with caplog.at_level(logging.WARNING):
         rec = Recommender.from_pretrained(best, run[0], device="cpu")

@@ -5,13 +5,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from recformer_m2 import Recommender
 from recformer_m2 import finetuning as ft
-from recformer_m2.constants import LOCALES
 from recformer_m2.data import M2Data
 from recformer_m2.finetuning import FinetuneConfig, run_finetuning
 from recformer_m2.recommender import encode_catalog
@@ -48,11 +46,11 @@ def test_both_stages_run_and_best_loads(finished_run, tiny_data):
     assert [(r["stage"], r["epoch"]) for r in records] == [(1, 1), (1, 2), (2, 1)]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["mrr@100"] <= 1 for r in records)
     assert json.loads((best / "metrics.json").read_text())["mrr@100"] == max(r["mrr@100"] for r in records)
-    # the popularity prior: learned weight times log(1 + training occurrences), saved per item in cosine units
-    keys = pd.read_parquet(best / ft.TABLE_KEYS_FILE)
-    weight = json.loads((best / "metrics.json").read_text())["prior_weight"]
-    assert keys["bias"].max() > 0 and (keys["bias"] >= 0).all() == (weight >= 0)
+    # the popularity prior: learned weight times log(1 + training occurrences), served per item in cosine units
     rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    weight = json.loads((best / "metrics.json").read_text())["prior_weight"]
+    bias = rec.item_table.bias
+    assert bias.max() > 0 and (bias >= 0).all() == (weight >= 0)
     test = M2Data(tiny_data / "data").test(2)
     ranked = rec.recommend_codes(test, k=20, progress=False)
     assert ranked.shape == (len(test), 20)
@@ -146,15 +144,15 @@ def test_recommender_ranks_by_cosine_plus_the_saved_prior(finished_run, tiny_dat
     _, best = finished_run
     rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
     keys = rec.item_table
-    assert keys["bias"].abs().max() > 0
+    assert np.abs(keys.bias).max() > 0
     test = M2Data(tiny_data / "data").test(2)
     codes, scores = rec.recommend_codes_with_scores(test, k=5, progress=False)
     queries = rec.encoder.encode_sessions(session_items(rec.catalog, test))
-    table = np.asarray(keys.attrs["embeddings"], dtype=np.float32)
-    item_codes = rec.catalog.codes(keys["id"].to_numpy())
+    table = keys.embeddings
+    item_codes = rec.catalog.codes(keys.ids)
     for i, (session, loc) in enumerate(zip(test.to_lists(), test.locale)):
-        mine = (keys["locale"].to_numpy() == LOCALES[loc]) & ~np.isin(item_codes, session)
-        brute = table[mine] @ queries[i] + keys["bias"].to_numpy()[mine]
+        mine = (keys.locales == loc) & ~np.isin(item_codes, session)
+        brute = table[mine] @ queries[i] + keys.bias[mine]
         order = np.argsort(-brute)[:5]
         np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
         assert codes[i][0] == item_codes[mine][order[0]]
@@ -190,40 +188,48 @@ def test_newest_item_and_table_row_weights_are_the_validation_best_of_their_grid
         for v in config.table_item_grid:
             with torch.no_grad():
                 weight.fill_(w)
-            model.config.table_item_weight = v
-            direct[w, v] = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets)
+            direct[w, v] = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets,
+                                       table_item_weight=v)
     assert len({round(r["mrr@100"], 6) for r in direct.values()}) > 2  # both weights change the ranking here
+    with torch.no_grad():
+        weight.fill_(0.7)
     tuned = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets,
                         last_item_grid=config.last_item_grid, table_item_grid=config.table_item_grid)
     chosen = max(direct, key=lambda wv: direct[wv]["mrr@100"])
     assert (tuned["last_item_weight"], tuned["table_item_weight"]) == chosen
-    assert (weight.item(), model.config.table_item_weight) == chosen
+    # evaluating changes neither the model nor its config: the caller applies the pair (best/ saves it)
+    assert weight.item() == pytest.approx(0.7) and model.config.table_item_weight == 0.0
     for name, value in direct[chosen].items():
         assert tuned[name] == pytest.approx(value, abs=1e-6), name
 
 
-def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, tiny_data):
+def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, tiny_data, tmp_path):
     """With ``table_item_weight`` the API's query is the session vector plus that weight times the newest
     item's frozen-table row, normalised: checked against a brute-force pass."""
     from recformer_m2.encode import newest_items, session_items
 
+    from recformer_m2.models import AutoModelForSeqRec
+
     _, best = finished_run
-    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
-    rec.encoder.model.config.table_item_weight = 1.5
+    model = AutoModelForSeqRec.from_pretrained(best)
+    model.save_pretrained(tmp_path / "weighted", config_updates={"table_item_weight": 1.5})
+    assert model.config.table_item_weight == 0.0  # written into the saved config only
+    rec = Recommender.from_pretrained(tmp_path / "weighted", tiny_data / "data", device="cpu")
+    assert rec.encoder.model.config.table_item_weight == 1.5
     keys = rec.item_table
     test = M2Data(tiny_data / "data").test(2)
     codes, scores = rec.recommend_codes_with_scores(test, k=5, progress=False)
     sessions = rec.encoder.encode_sessions(session_items(rec.catalog, test))
-    table = np.asarray(keys.attrs["embeddings"], dtype=np.float32)
-    item_codes = rec.catalog.codes(keys["id"].to_numpy())
+    table = keys.embeddings
+    item_codes = rec.catalog.codes(keys.ids)
     newest = newest_items(rec.catalog, test)
     for i, (session, loc) in enumerate(zip(test.to_lists(), test.locale)):
-        mine = keys["locale"].to_numpy() == LOCALES[loc]
+        mine = keys.locales == loc
         row = np.flatnonzero(mine & (item_codes == newest[i]))
         query = sessions[i] + 1.5 * table[row[0]]
         query /= np.linalg.norm(query)
         mine &= ~np.isin(item_codes, session)
-        brute = table[mine] @ query + keys["bias"].to_numpy()[mine]
+        brute = table[mine] @ query + keys.bias[mine]
         order = np.argsort(-brute)[:5]
         np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
 
@@ -248,3 +254,91 @@ def test_train_fraction_keeps_a_seeded_share_of_training_sessions_and_the_same_v
         ft.prepare_data(data, tiny_config(train_fraction=0.0))
     with pytest.raises(ValueError, match="keeps none"):
         ft.prepare_data(data, tiny_config(train_fraction=1e-9))
+
+
+def test_best_folder_round_trips_through_the_auto_class_with_identical_recommendations(finished_run, tiny_data,
+                                                                                        tmp_path):
+    """Issue 18's round trip: ``AutoModelForSeqRec.from_pretrained(best)`` restores the whole model (weights,
+    item table with ids, locales and prior, tokenizer, retrieval weights), and its ``save_pretrained`` folder
+    serves exactly the original's recommendations and scores."""
+    from safetensors.torch import load_file
+
+    from recformer_m2.models import TABLE_FILE, AutoModelForSeqRec, RecformerForSeqRec
+
+    _, best = finished_run
+    model = AutoModelForSeqRec.from_pretrained(best)
+    assert isinstance(model, RecformerForSeqRec) and model.item_embeddings is not None
+    assert model.tokenizer is not None and len(model.item_ids) == len(model.item_embeddings)
+    model.save_pretrained(tmp_path / "again")
+    for name in (TABLE_FILE, "model.safetensors"):
+        first, second = load_file(best / name), load_file(tmp_path / "again" / name)
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first), name
+    data = M2Data(tiny_data / "data")
+    test = data.test(2)
+    sessions = [{"items": list(data.catalog.ids[s]), "locale": "ESFRIT"[2 * (loc - 3):2 * (loc - 3) + 2]}
+                for s, loc in zip(test.to_lists()[:20], test.locale[:20])]
+    original = Recommender.from_pretrained(best, data, device="cpu", cache_dir=tmp_path / "c1")
+    restored = Recommender.from_pretrained(tmp_path / "again", data, device="cpu", cache_dir=tmp_path / "c2")
+    assert restored.recommend(sessions, k=20) == original.recommend(sessions, k=20)
+    for a, b in zip(original.recommend_codes_with_scores(test, k=20, progress=False),
+                    restored.recommend_codes_with_scores(test, k=20, progress=False)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_load_that_drops_or_misses_weights_raises_naming_them(finished_run, tmp_path):
+    """Through the Auto classes too: the encoder's Auto class on a finetuned folder would drop the prior
+    weight, and a folder missing a weight would be initialised at random."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
+
+    from recformer_m2.models import AutoModelForSeqRec
+
+    _, best = finished_run
+    with pytest.raises(ValueError, match=r"unused by RecformerModel: \['prior_weight'\]"):
+        AutoModel.from_pretrained(best)
+    folder = tmp_path / "dropped"
+    shutil.copytree(best, folder)
+    weights = load_file(folder / "model.safetensors")
+    del weights["prior_weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"missing from the checkpoint .*\['prior_weight'\]"):
+        AutoModelForSeqRec.from_pretrained(folder)
+
+
+def test_a_folder_of_the_earlier_layout_is_served_and_converted_by_a_load_and_a_save(finished_run, tiny_data,
+                                                                                     tmp_path):
+    """Folders written before the item table moved into safetensors (encoder weights, ``item_table.npy``,
+    ``item_table.parquet`` with a per-item bias) still serve the same recommendations, and
+    ``from_pretrained`` then ``save_pretrained`` rewrites them in the current layout."""
+    import shutil
+
+    import pandas as pd
+
+    from recformer_m2.constants import LOCALES
+    from recformer_m2.models import TABLE_FILE, AutoModelForSeqRec
+
+    _, best = finished_run
+    data = M2Data(tiny_data / "data")
+    current = Recommender.from_pretrained(best, data, device="cpu", cache_dir=tmp_path / "c0")
+    legacy = tmp_path / "legacy"
+    model = AutoModelForSeqRec.from_pretrained(best)
+    model.recformer.save_pretrained(legacy)  # the encoder alone, as best/ used to hold
+    model.tokenizer.save_pretrained(legacy)
+    shutil.copy(best / ft.CONFIG_FILE, legacy / ft.CONFIG_FILE)
+    table = current.item_table
+    np.save(legacy / "item_table.npy", table.embeddings.astype(np.float16))
+    pd.DataFrame({"id": table.ids.astype(str), "locale": [LOCALES[x] for x in table.locales],
+                  "bias": table.bias}).to_parquet(legacy / "item_table.parquet", index=False)
+    test = data.test(2)
+    expected = current.recommend_codes_with_scores(test, k=20, progress=False)
+    old = Recommender.from_pretrained(legacy, data, device="cpu", cache_dir=tmp_path / "c1")
+    AutoModelForSeqRec.from_pretrained(legacy).save_pretrained(tmp_path / "converted")
+    assert (tmp_path / "converted" / TABLE_FILE).is_file()
+    new = Recommender.from_pretrained(tmp_path / "converted", data, device="cpu", cache_dir=tmp_path / "c2")
+    for rec in (old, new):
+        codes, scores = rec.recommend_codes_with_scores(test, k=20, progress=False)
+        np.testing.assert_array_equal(codes, expected[0])
+        np.testing.assert_allclose(scores, expected[1], atol=1e-6)  # bias / temperature * temperature

@@ -464,11 +464,15 @@ def test_save_and_load_round_trip(tokenizer, tmp_path):
 
     seqrec = make_model(RecformerForSeqRec, seed=4)
     table = torch.randn(5, 32)
-    seqrec.set_item_embeddings(table)
+    seqrec.set_item_embeddings(table, prior=torch.arange(5.0), groups=torch.tensor([0, 0, 1, 1, 1]),
+                               ids=list("abcde"), group_names=["UK", "DE"])
     seqrec.save_pretrained(tmp_path / "seqrec")
     reloaded = RecformerForSeqRec.from_pretrained_strict(tmp_path / "seqrec").eval()
-    assert reloaded.item_embeddings is None  # the table is derived data, not saved
-    reloaded.set_item_embeddings(table)
+    # the table is saved with the model (float16), with its prior, groups and ids
+    assert torch.equal(reloaded.item_embeddings, F.normalize(table, dim=-1).half().float())
+    assert torch.equal(reloaded.item_prior, torch.arange(5.0)) and reloaded.item_groups.tolist() == [0, 0, 1, 1, 1]
+    assert (reloaded.item_ids, reloaded.item_group_names) == (list("abcde"), ["UK", "DE"])
+    reloaded.set_item_embeddings(table, prior=torch.arange(5.0), groups=torch.tensor([0, 0, 1, 1, 1]))
     with torch.no_grad():
         assert torch.equal(seqrec(**encoder_inputs(batch)).scores, reloaded(**encoder_inputs(batch)).scores)
 

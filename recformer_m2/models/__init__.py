@@ -1,13 +1,14 @@
 """Recformer (Li et al. 2023): configuration, encoder and heads, and the collator that feeds them.
 
-Importing this package registers ``"recformer"`` with ``AutoConfig`` and ``RecformerModel`` with
-``AutoModel``, so ``AutoModel.from_pretrained(folder)`` works on a saved Recformer folder.
+Importing this package registers ``"recformer"`` with ``AutoConfig``, ``RecformerModel`` with ``AutoModel``,
+``RecformerForPretraining`` with ``AutoModelForPreTraining`` and ``RecformerForSeqRec`` with
+:class:`AutoModelForSeqRec`, so ``AutoModelForSeqRec.from_pretrained(best_dir)`` restores a finetuned folder.
 """
 
-from transformers import AutoConfig, AutoModel
-
+from .auto import AutoModelForSeqRec, register_auto_classes
 from .collator import NOT_MASKABLE, Item, ItemTokenizer, SessionCollator, TokenizedItem
 from .configuration_recformer import POOLER_TYPES, RecformerConfig, TokenType
+from .item_table import TABLE_FILE, ItemTable
 from .modeling_recformer import (
     IGNORE_INDEX,
     RecformerEmbeddings,
@@ -23,11 +24,13 @@ from .modeling_recformer import (
     table_contrastive_loss,
 )
 
-AutoConfig.register("recformer", RecformerConfig, exist_ok=True)
-AutoModel.register(RecformerConfig, RecformerModel, exist_ok=True)
+register_auto_classes()
 
 __all__ = [
     "IGNORE_INDEX",
+    "TABLE_FILE",
+    "AutoModelForSeqRec",
+    "ItemTable",
     "NOT_MASKABLE",
     "POOLER_TYPES",
     "Item",

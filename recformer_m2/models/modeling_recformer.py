@@ -13,9 +13,10 @@ and layout is done there, so ``forward`` only runs tensor ops.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from transformers.models.longformer.modeling_longformer import LongformerEncoder
 from transformers.utils import ModelOutput
 
 from .configuration_recformer import RecformerConfig, TokenType
+from .item_table import (LEGACY_KEYS_FILE, LEGACY_TABLE_FILE, TABLE_FILE, ItemTable, read_legacy_table, read_table,
+                         write_table)
 
 logger = logging.getLogger(__name__)
 
@@ -126,27 +129,20 @@ class RecformerPreTrainedModel(PreTrainedModel):
             init.constant_(module.last_item_weight, RecformerModel.LAST_ITEM_WEIGHT_INIT)
 
     @classmethod
-    def from_pretrained_strict(
-        cls,
-        path: str | Path,
-        *,
-        allow_missing: Iterable[str] = (),
-        allow_unexpected: Iterable[str] = (),
-        **kwargs: Any,
-    ) -> RecformerPreTrainedModel:
-        """Load a local folder and raise ``ValueError`` naming any weight that was missing, unused or mis-shaped.
-
-        ``from_pretrained`` only logs such weights (and initialises the missing ones at random), so
-        a wrong folder would train silently. Entries of ``allow_missing`` (weights of this model
-        that are new, e.g. ``"lm_head"`` when turning an encoder into a pretraining model) and
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *model_args: Any,
+                        allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
+                        **kwargs: Any) -> RecformerPreTrainedModel:
+        """transformers' loader, made strict: a weight that is missing, unused or mis-shaped raises
+        ``ValueError`` naming it (also through the Auto classes), unless ``allow_missing`` (weights of this
+        model that are new, e.g. ``"lm_head"`` when turning an encoder into a pretraining model) or
         ``allow_unexpected`` (checkpoint weights this model drops, e.g. ``"lm_head"`` when loading
-        ``RecformerForSeqRec`` from a pretraining folder) are exact names or module prefixes.
-        """
-        from .folders import check_model_folder
+        ``RecformerForSeqRec`` from a pretraining folder) name it, as exact names or module prefixes.
 
-        check_model_folder(path)  # a missing, foreign or damaged folder is refused naming the file
-        kwargs.setdefault("local_files_only", True)
-        model, info = cls.from_pretrained(str(path), output_loading_info=True, **kwargs)
+        Why: transformers only logs such weights (and initialises the missing ones at random), so a
+        wrong folder would train or serve silently."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(str(pretrained_model_name_or_path), *model_args,
+                                              output_loading_info=True, **kwargs)
         allowed_missing, allowed_unexpected = tuple(allow_missing), tuple(allow_unexpected)
         problems = []
         if missing := sorted(k for k in info["missing_keys"] if not _matches(k, allowed_missing)):
@@ -159,11 +155,29 @@ class RecformerPreTrainedModel(PreTrainedModel):
             problems.append(f"errors: {info['error_msgs']}")
         if problems:
             raise ValueError(
-                f"{path}: loading {cls.__name__} found weights "
+                f"{pretrained_model_name_or_path}: loading {cls.__name__} found weights "
                 + "; ".join(problems)
                 + " (pass allow_missing=/allow_unexpected= to accept weights that are new or dropped on purpose)"
             )
-        return model
+        return (model, info) if wants_info else model
+
+    @classmethod
+    def from_pretrained_strict(
+        cls,
+        path: str | Path,
+        *,
+        allow_missing: Iterable[str] = (),
+        allow_unexpected: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> RecformerPreTrainedModel:
+        """:meth:`from_pretrained` of a local folder only, checked first (a missing, foreign or damaged folder
+        is refused naming the file, and a mistyped path never becomes a hub name)."""
+        from .folders import check_model_folder
+
+        check_model_folder(path)
+        kwargs.setdefault("local_files_only", True)
+        return cls.from_pretrained(str(path), allow_missing=allow_missing, allow_unexpected=allow_unexpected,
+                                   **kwargs)
 
 
 def _matches(key: str, patterns: tuple[str, ...]) -> bool:
@@ -494,9 +508,11 @@ class RecformerForPretraining(RecformerPreTrainedModel):
 class RecformerForSeqRec(RecformerPreTrainedModel):
     """Next-item ranking: cosine between the session and every item of a fixed table, over the temperature.
 
-    The table is a non-persistent buffer set by :meth:`set_item_embeddings`: it is derived from the
-    encoder weights and the catalogue, so it is recomputed after loading or updating the encoder
-    rather than saved with the checkpoint, where it could go stale. It gets no gradient.
+    The table is set by :meth:`set_item_embeddings` (no gradient; a non-persistent buffer, so it stays out
+    of ``model.safetensors`` and of optimizer and resume state). ``save_pretrained`` writes it, with the
+    items' ids, groups and prior, to ``item_table.safetensors`` beside the weights, and the tokenizer when
+    the model has one; ``from_pretrained`` (or ``AutoModelForSeqRec``) restores all of it, so a finetuned
+    model is one folder (:mod:`~recformer_m2.models.item_table` gives the layout).
 
     An optional popularity prior adds ``prior_weight * item_prior[i]`` to item ``i``'s score
     (``item_prior``: e.g. log(1 + training occurrences), given with the table; ``prior_weight``: learned).
@@ -514,6 +530,11 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
         self.register_buffer("item_embeddings", None, persistent=False)
         self.register_buffer("item_prior", None, persistent=False)
         self.register_buffer("item_groups", None, persistent=False)
+        self.item_ids: list[str] | None = None
+        self.item_group_names: list[str] | None = None
+        self.tokenizer = None
+        """The tokenizer ``save_pretrained`` writes beside the weights (set by ``from_pretrained`` when the
+        folder has one)."""
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -522,13 +543,88 @@ class RecformerForSeqRec(RecformerPreTrainedModel):
             init.constant_(module.prior_weight, self.PRIOR_WEIGHT_INIT)
 
     def set_item_embeddings(self, table: torch.Tensor, prior: torch.Tensor | None = None,
-                            groups: torch.Tensor | None = None) -> None:
+                            groups: torch.Tensor | None = None, ids: Sequence[str] | None = None,
+                            group_names: Sequence[str] | None = None) -> None:
         """Store the ``(N, D)`` item table, L2-normalised, on the model's device; row ``i`` is item index ``i``.
         ``prior``: ``(N,)`` per-item prior values (None: no prior, every item alike). ``groups``: ``(N,)``
         each item's group (its locale); a session given a group competes only with that group's items,
-        as retrieval only ranks the session's locale (the same product in another language is no negative)."""
+        as retrieval only ranks the session's locale (the same product in another language is no negative).
+        ``ids`` (each row's product id) and ``group_names`` (each group index's name) are saved with it."""
+        if ids is not None and len(ids) != table.shape[0]:
+            raise ValueError(f"{len(ids)} item ids for an item table of {table.shape[0]} rows")
         self.item_embeddings, rows = _item_table_tensors(self, table, prior=prior, groups=groups)
         self.item_prior, self.item_groups = rows["prior"], rows["groups"]
+        self.item_ids = None if ids is None else [str(x) for x in ids]
+        self.item_group_names = None if group_names is None else list(group_names)
+
+    def item_table(self) -> ItemTable | None:
+        """The item table as ``save_pretrained`` writes it (None when none is set)."""
+        if self.item_embeddings is None:
+            return None
+        return ItemTable(self.item_embeddings, self.item_prior, self.item_groups, self.item_ids,
+                         self.item_group_names)
+
+    def _restore_item_table(self, table: ItemTable) -> None:
+        """Set a table read from a folder as it is stored (already normalised: not normalised again, so a
+        load and a save give back the same bytes)."""
+        weight = self.recformer.embeddings.word_embeddings.weight
+        self.item_embeddings = table.embeddings.to(weight.device, weight.dtype)
+        self.item_prior = None if table.prior is None else table.prior.to(weight.device, weight.dtype)
+        self.item_groups = None if table.groups is None else table.groups.to(weight.device, torch.long)
+        self.item_ids, self.item_group_names = table.ids, table.group_names
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *model_args: Any,
+                        allow_missing: Iterable[str] = (), allow_unexpected: Iterable[str] = (),
+                        **kwargs: Any) -> RecformerForSeqRec:
+        """The strict load of :class:`RecformerPreTrainedModel`, plus the folder's item table
+        (``item_table.safetensors``) and tokenizer when it has them. A folder of an earlier version
+        (encoder weights, ``item_table.npy`` and ``item_table.parquet``) is read too: its saved per-item
+        bias becomes the prior with ``prior_weight`` 1; ``save_pretrained`` then writes the current layout."""
+        from ..constants import LOCALES
+        from ..tokenizer import TOKENIZER_FILES, load_tokenizer
+
+        folder = Path(pretrained_model_name_or_path)
+        legacy = not (folder / TABLE_FILE).is_file() and (folder / LEGACY_TABLE_FILE).is_file()
+        if legacy:
+            allow_missing = (*allow_missing, "prior_weight")  # those folders saved the encoder alone
+        result = super().from_pretrained(folder, *model_args, allow_missing=allow_missing,
+                                         allow_unexpected=allow_unexpected, **kwargs)
+        model = result[0] if isinstance(result, tuple) else result
+        hidden = model.config.hidden_size
+        if (folder / TABLE_FILE).is_file():
+            model._restore_item_table(read_table(folder / TABLE_FILE, hidden))
+        elif legacy:
+            logger.warning("%s holds an item table of an earlier version (%s, %s): read with prior_weight 1; "
+                           "save_pretrained writes %s", folder, LEGACY_TABLE_FILE, LEGACY_KEYS_FILE, TABLE_FILE)
+            model._restore_item_table(read_legacy_table(folder, hidden, model.config.temperature, LOCALES))
+            with torch.no_grad():
+                model.prior_weight.fill_(1.0)
+        if any((folder / name).is_file() for name in TOKENIZER_FILES):
+            model.tokenizer = load_tokenizer(folder)
+        return result
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, tokenizer: Any = None,
+                        config_updates: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """transformers' save (config and weights), plus the item table and the tokenizer (``tokenizer``, else
+        the model's own). ``config_updates``: values written into the saved ``config.json`` only, e.g. the
+        ``table_item_weight`` finetuning chose on validation; the live config is never changed."""
+        folder = Path(save_directory)
+        super().save_pretrained(folder, *args, **kwargs)
+        if config_updates:
+            config = copy.deepcopy(self.config)
+            for name, value in config_updates.items():
+                if not hasattr(config, name):
+                    raise ValueError(f"config_updates: {type(config).__name__} has no field {name!r}")
+                setattr(config, name, value)
+            config.check_recformer_args()
+            config.save_pretrained(folder)
+        table = self.item_table()
+        if table is not None:
+            write_table(folder / TABLE_FILE, table)
+        tokenizer = tokenizer if tokenizer is not None else self.tokenizer
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
 
     def item_bias(self) -> torch.Tensor | None:
         """``(N,)`` score added to each item (None without a prior): ``prior_weight * item_prior``."""
