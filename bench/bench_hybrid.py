@@ -48,7 +48,7 @@ def data_folder(args: argparse.Namespace) -> Path:
 
 
 def run(data_dir: Path, model: str | None, tasks: tuple[int, ...], cache: str | None, wide: bool = False,
-        folds: int = 1) -> dict:
+        folds: int = 1, ablation: bool = True) -> dict:
     """Fit every variant once on the training sessions and score it on each task's test sessions."""
     from recformer_m2.constants import LOCALES, TASK_LOCALES
     from recformer_m2.data import M2Data
@@ -70,8 +70,9 @@ def run(data_dir: Path, model: str | None, tasks: tuple[int, ...], cache: str | 
         return {name: source for name, source in fresh.items() if name not in dropped}
 
     variants = {"hybrid": lambda: Hybrid(sources=sources(), folds=folds)}
-    variants.update({f"without {group}": (lambda g=group: Hybrid(sources=sources(without=g), folds=folds))
-                     for group in groups})
+    if ablation:
+        variants.update({f"without {group}": (lambda g=group: Hybrid(sources=sources(without=g), folds=folds))
+                         for group in groups})
     variants.update({f"{name} alone": (lambda n=name: sources()[n]) for name in names})
     scores: dict[int, dict[str, pd.Series]] = {task: {} for task in tasks}
     seconds, importance, summary = {}, None, None
@@ -133,12 +134,13 @@ def main() -> None:
     parser.add_argument("--sources", choices=("default", "wide"), default="default",
                         help="default: covisitation, textknn, popularity; wide: hybrid.id_sources(text=True)")
     parser.add_argument("--folds", type=int, default=1, help="hybrid: disjoint held-out folds for the ranker")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the hybrid-without-X variants")
     parser.add_argument("--style", default=None, help="synthetic style to generate when --data is not given")
     parser.add_argument("--cache", default=None, help="parse cache folder")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     result = run(data_folder(args), args.model, tuple(int(t) for t in args.tasks.split(",")), args.cache,
-                 wide=args.sources == "wide", folds=args.folds)
+                 wide=args.sources == "wide", folds=args.folds, ablation=not args.no_ablation)
     print("\n".join(report(result)))  # the benchmark's result, on stdout
     if args.json:
         serialisable = {**result, "mrr": {t: table.to_dict() for t, table in result["mrr"].items()},
