@@ -64,6 +64,8 @@ def _parser_for(annotation: Any):
         return lambda text: tuple(inner(part.strip()) for part in text.split(",") if part.strip())
     if annotation is bool:
         return _parse_bool
+    if dataclasses.is_dataclass(annotation):  # a nested config (e.g. a model's): given as the path of its JSON
+        return str
     if annotation in (int, float, str):
         return annotation
     raise TypeError(f"no command-line parser for field type {annotation}")

@@ -173,14 +173,12 @@ def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, ou
     from .tokenizer import load_tokenizer, train_tokenizer
 
     if str(pretrained).lower() == "none":
-        from .pretraining import PretrainConfig, model_config
+        from .pretraining import PretrainConfig, model_config, with_model_fields
 
-        scratch = load_config(PretrainConfig, config.scratch_config)
+        scratch = with_model_fields(load_config(PretrainConfig, config.scratch_config), pooler_type=config.pooler_type)
         catalog = data.catalog
         tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), out / "tokenizer",
                                     vocab_size=scratch.vocab_size, seed=config.seed)
-        if config.pooler_type is not None:
-            scratch.pooler_type = config.pooler_type
         torch.manual_seed(config.seed)
         return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
     check_model_folder(pretrained)

@@ -5,6 +5,7 @@ synthetic data: two CPU ranks under the DeepSpeed launcher (ZeRO-2, gloo), exact
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import runpy
@@ -21,10 +22,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recformer_m2.config import add_config_arguments, config_overrides
+from recformer_m2.config import add_config_arguments, config_overrides, save_config
 from recformer_m2.constants import LOCALES
 from recformer_m2.data import M2Data
-from recformer_m2.models import RecformerForPretraining
+from recformer_m2.models import RecformerConfig, RecformerForPretraining
 from recformer_m2.pretraining import (
     DistEnv,
     ItemTable,
@@ -35,6 +36,7 @@ from recformer_m2.pretraining import (
     epoch_batches,
     latest_tag,
 )
+from recformer_m2.pretraining.config import model_overrides, with_model_fields
 from tests.conftest import write_m2_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,10 +130,48 @@ def test_command_line_overrides_config_file():
     args = parser.parse_args(["--max-steps", "7", "--locales", "UK,JP", "--eval-at-start", "false", "--lr", "0.01"])
     config = load_config(PretrainConfig, TINY, config_overrides(args, PretrainConfig))
     assert (config.max_steps, config.locales, config.eval_at_start, config.lr) == (7, ["UK", "JP"], False, 0.01)
-    assert config.hidden_size == json.loads(TINY.read_text())["hidden_size"]  # from the file
-    assert config.temperature == PretrainConfig.temperature  # default
+    assert config.model.hidden_size == json.loads(TINY.read_text())["model"]["hidden_size"]  # from the file
+    assert config.model.temperature == RecformerConfig().temperature  # default
     with pytest.raises(ValueError, match="unknown locale"):
         PretrainConfig(locales=["XX"])
+
+
+def test_the_model_is_one_recformer_config_with_cli_over_file_over_defaults(tmp_path):
+    """``PretrainConfig.model`` is a RecformerConfig (no copied fields): the file's ``model`` object, or a
+    ``config.json`` named by ``--model``, then single ``--hidden-size``-style flags; the tokenizer adds only
+    its size and ids. The old field-by-field copy is gone."""
+    from recformer_m2.config import load_config
+    from recformer_m2.pretraining import model_config
+    from tests.test_collator import build_tiny_tokenizer
+
+    module = runpy.run_path(str(REPO / "pretrain" / "pretrain.py"))
+    parser = module["build_parser"]()
+    base = ["--data", "d", "--out", "o", "--deepspeed", str(DS_JSON), "--config", str(TINY)]
+    args = parser.parse_args(base + ["--num-hidden-layers", "3", "--pooler-type", "cls", "--lr", "0.02"])
+    config = with_model_fields(load_config(PretrainConfig, TINY, config_overrides(args, PretrainConfig)),
+                               **model_overrides(args))
+    assert isinstance(config.model, RecformerConfig)
+    assert not {"hidden_size", "pooler_type", "max_token_num"} & {f.name for f in dataclasses.fields(PretrainConfig)}
+    assert (config.model.num_hidden_layers, config.model.pooler_type, config.lr) == (3, "cls", 0.02)  # command line
+    assert config.model.attention_window == [4, 4, 4]  # the file's one window, for every layer
+    assert (config.model.hidden_size, config.model.max_token_num) == (32, 128)  # file
+    assert config.model.mlm_weight == RecformerConfig().mlm_weight  # default
+    tokenizer = build_tiny_tokenizer()
+    built = model_config(config, tokenizer)
+    assert built.vocab_size == len(tokenizer) and built.num_hidden_layers == 3
+    assert config.model.vocab_size != len(tokenizer)  # the held config is not changed by building
+    # --model: a RecformerConfig file (or a folder with config.json) replaces the file's model
+    RecformerConfig(hidden_size=48, num_attention_heads=4, num_hidden_layers=1, attention_window=8).save_pretrained(
+        tmp_path / "arch")
+    args = parser.parse_args(base + ["--model", str(tmp_path / "arch"), "--max-attr-num", "2"])
+    config = with_model_fields(load_config(PretrainConfig, TINY, config_overrides(args, PretrainConfig)),
+                               **model_overrides(args))
+    assert (config.model.hidden_size, config.model.attention_window, config.model.max_attr_num) == (48, [8], 2)
+    # a saved run config loads back as the same PretrainConfig (resume checks compare these values)
+    save_config(config, tmp_path / "run.json")
+    assert load_config(PretrainConfig, tmp_path / "run.json") == config
+    with pytest.raises(ValueError, match="neither a RecformerConfig JSON file nor a folder"):
+        PretrainConfig(model=str(tmp_path / "missing.json"))
 
 
 @pytest.mark.parametrize("saved", ["encoder", "pretraining"])

@@ -27,7 +27,7 @@ order, masking), :mod:`.distributed` (process group, DeepSpeed JSON), :mod:`.che
 """
 
 from .checkpoints import export_checkpoint, latest_tag
-from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config
+from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config, read_model_config, with_model_fields
 from .data import (ItemTable, MicroBatches, PretrainData, PretrainDataset, PretrainExamples, build_examples, epoch_batches,
                    prepare_data)
 from .distributed import DistEnv, deepspeed_config
@@ -42,6 +42,8 @@ __all__ = [
     "METRICS_FILE",
     "MicroBatches",
     "PretrainConfig",
+    "read_model_config",
+    "with_model_fields",
     "PretrainData",
     "PretrainDataset",
     "PretrainExamples",

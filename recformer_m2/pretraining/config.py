@@ -1,9 +1,13 @@
-"""Typed pretraining config and the Recformer config it builds."""
+"""Typed pretraining config; it holds the Recformer architecture as a :class:`RecformerConfig` (one source)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
+from pathlib import Path
+from typing import Any
 
 from ..constants import LOCALES
 from ..models import RecformerConfig
@@ -24,9 +28,11 @@ TAG_PREFIX = "step_"
 class PretrainConfig:
     """Everything a pretraining run is set by. Override order: command line > ``--config`` JSON > these defaults.
 
-    The model fields build the :class:`RecformerConfig` (:func:`model_config`); with ``--init`` the
-    architecture comes from the init folder instead. DeepSpeed's JSON keeps what only DeepSpeed knows
-    (ZeRO stage and buckets, Adam betas and eps, fp16 loss scaling); batch size, accumulation,
+    ``model`` is the architecture, a :class:`RecformerConfig` (in JSON: an object of its fields, or the path
+    of a ``config.json`` or of a model folder); :func:`model_config` only adds the tokenizer's size and
+    special ids. With ``--init`` the architecture comes from the init folder instead. DeepSpeed's JSON
+    keeps what only DeepSpeed knows (ZeRO stage and buckets, Adam betas and eps, fp16 loss scaling);
+    batch size, accumulation,
     clipping, learning rate, weight decay, warmup, total steps and precision belong to this config
     and are written into DeepSpeed's JSON where it says ``"auto"`` (:func:`deepspeed_config`).
     """
@@ -45,26 +51,10 @@ class PretrainConfig:
     # --- tokenizer (only used when the run trains its own) ---
     vocab_size: int = 16000
     """Size asked of the catalog tokenizer trained when no ``--tokenizer`` or ``--init`` is given (a soft limit)."""
-    # --- model: fields of RecformerConfig ---
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    attention_window: int = 64
-    """Local attention window of every layer (even)."""
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_token_num: int = 1024
-    """Most tokens per session, CLS included (also the size of the token-position table)."""
-    max_attr_num: int = 12
-    max_attr_length: int = 32
-    max_item_embeddings: int = 51
-    pooler_type: str = "cls"
-    temperature: float = 0.05
-    mlm_weight: float = 0.1
-    item_cl_weight: float = 1.0
-    contrast_unmasked: bool = False
-    """Contrast the session as written, not the MLM's masked copy (one more encoder pass per step)."""
+    # --- model ---
+    model: RecformerConfig = field(default_factory=RecformerConfig)
+    """The architecture and training-objective weights (hidden size, layers, window, token budgets, pooling,
+    temperature, loss weights); ``vocab_size`` and the special-token ids are the tokenizer's."""
     table_negatives: bool = False
     """Contrast each session with every product of its locale in a frozen table of the training locales'
     products (re-encoded every ``table_refresh_steps``), as finetuning's stage 1 does, instead of with the
@@ -124,6 +114,7 @@ class PretrainConfig:
     """Seed of the model initialisation, data order, masking and dropout."""
 
     def __post_init__(self) -> None:
+        self.model = read_model_config(self.model)
         for name in ("locales", "zero_shot_locales"):
             unknown = sorted(set(getattr(self, name)) - set(LOCALES))
             if unknown:
@@ -144,30 +135,75 @@ class PretrainConfig:
                              f"epochs={self.epochs})")
 
 
+MODEL_FLAGS: tuple[str, ...] = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "attention_window",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "max_token_num", "max_position_embeddings",
+    "max_attr_num", "max_attr_length", "max_item_embeddings", "pooler_type", "temperature", "mlm_weight",
+    "item_cl_weight", "contrast_unmasked",
+)
+"""``RecformerConfig`` fields that ``pretrain.py`` takes as flags of their own (``--hidden-size 64``), applied
+over ``--model`` and the ``--config`` file's ``model`` (:func:`with_model_fields`)."""
+
+
+def add_model_arguments(parser) -> None:
+    """One ``--field-name`` option per :data:`MODEL_FLAGS` field (default None = not given)."""
+    from ..config import _parse_bool
+
+    defaults = RecformerConfig()
+    group = parser.add_argument_group("RecformerConfig fields (override the model of --model and --config)")
+    for name in MODEL_FLAGS:
+        default = getattr(defaults, name)
+        kind = int if isinstance(default, list) else type(default)  # attention_window: one window for every layer
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=kind.__name__,
+                           type=_parse_bool if kind is bool else kind)
+
+
+def model_overrides(args) -> dict[str, Any]:
+    """The :data:`MODEL_FLAGS` given on the command line, for :func:`with_model_fields`."""
+    return {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+
+
+def read_model_config(value: RecformerConfig | Mapping[str, Any] | str | Path) -> RecformerConfig:
+    """``PretrainConfig.model`` from what a JSON file or the command line gives: a config, an object of
+    :class:`RecformerConfig` fields, or the path of a ``config.json`` (or of the folder holding one)."""
+    if isinstance(value, RecformerConfig):
+        return value
+    if isinstance(value, Mapping):
+        return RecformerConfig(**value)
+    path = Path(value)
+    path = path / "config.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"model: {value} is neither a RecformerConfig JSON file nor a folder holding config.json")
+    values = json.loads(path.read_text(encoding="utf-8"))
+    if values.get("model_type", "recformer") != "recformer":
+        raise ValueError(f"model: {path} is a config of model type {values['model_type']!r}, not 'recformer'")
+    values.pop("model_type", None)
+    values.pop("transformers_version", None)
+    return RecformerConfig(**values)
+
+
+def with_model_fields(config: PretrainConfig, **fields: Any) -> PretrainConfig:
+    """``config`` with these :class:`RecformerConfig` fields changed (None: not given), e.g. from the command
+    line; a window given as one value per layer follows a changed layer count when all layers share it."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    if not given:
+        return config
+    values = config.model.to_dict()
+    values.pop("model_type", None)
+    values.pop("transformers_version", None)
+    windows = values.get("attention_window")
+    if "attention_window" not in given and isinstance(windows, list) and len(set(windows)) == 1:
+        values["attention_window"] = windows[0]
+    values.update(given)
+    return dataclasses.replace(config, model=RecformerConfig(**values))
+
+
 def model_config(config: PretrainConfig, tokenizer) -> RecformerConfig:
-    """The Recformer architecture of a fresh run: the model fields of ``config``, ids and size of ``tokenizer``."""
+    """The Recformer architecture of a fresh run: ``config.model`` with the size and special ids of ``tokenizer``."""
     ids = special_token_ids(tokenizer, ("pad", "cls", "eos", "sep", "mask"))
-    return RecformerConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=ids["pad"],
-        bos_token_id=ids["cls"],
-        eos_token_id=ids["eos"],
-        sep_token_id=ids["sep"],
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        attention_window=config.attention_window,
-        hidden_dropout_prob=config.hidden_dropout_prob,
-        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-        max_position_embeddings=config.max_token_num,
-        max_token_num=config.max_token_num,
-        max_attr_num=config.max_attr_num,
-        max_attr_length=config.max_attr_length,
-        max_item_embeddings=config.max_item_embeddings,
-        pooler_type=config.pooler_type,
-        temperature=config.temperature,
-        mlm_weight=config.mlm_weight,
-        item_cl_weight=config.item_cl_weight,
-        contrast_unmasked=config.contrast_unmasked,
-    )
+    values = config.model.to_dict()
+    values.pop("model_type", None)
+    values.pop("transformers_version", None)
+    values.update(vocab_size=len(tokenizer), pad_token_id=ids["pad"], bos_token_id=ids["cls"], eos_token_id=ids["eos"],
+                  sep_token_id=ids["sep"])
+    return RecformerConfig(**values)

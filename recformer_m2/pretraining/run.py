@@ -63,10 +63,10 @@ def build_model(config: PretrainConfig, tokenizer, init_dir: str | Path | None) 
     model = RecformerForPretraining.from_pretrained_strict(init_dir, allow_missing=("lm_head",))
     ours = model_config(config, tokenizer).to_dict()
     differs = {k: (v, ours[k]) for k, v in model.config.to_dict().items()
-               if k in ours and k in {f.name for f in dataclasses.fields(PretrainConfig)} and ours[k] != v}
+               if k in ours and k not in ("transformers_version", "architectures") and ours[k] != v}
     if differs:
-        logger.warning("--init %s: architecture from its config.json; these pretraining-config fields are "
-                       "ignored (init value, config value): %s", init_dir, differs)
+        logger.warning("--init %s: architecture from its config.json; these fields of the pretraining config's "
+                       "model are ignored (init value, config value): %s", init_dir, differs)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but {init_dir} has vocab_size "
                          f"{model.config.vocab_size}")
