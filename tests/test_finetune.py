@@ -342,3 +342,17 @@ def test_a_folder_of_the_earlier_layout_is_served_and_converted_by_a_load_and_a_
         codes, scores = rec.recommend_codes_with_scores(test, k=20, progress=False)
         np.testing.assert_array_equal(codes, expected[0])
         np.testing.assert_allclose(scores, expected[1], atol=1e-6)  # bias / temperature * temperature
+
+
+def test_lora_best_folder_holds_merged_weights_and_loads_strictly(tiny_data, tmp_path):
+    """With LoRA, ``best/`` is saved from a merged copy: a plain ``RecformerForSeqRec`` folder (no adapter
+    weights, nothing missing) with its item table, while training continues on the unmerged model."""
+    from safetensors.torch import load_file
+
+    from recformer_m2.models import AutoModelForSeqRec
+
+    best = run_finetuning(tiny_data / "data", "none", tmp_path / "out",
+                          tiny_config(lora=True, lora_r=2, stage1_epochs=1, stage2_epochs=1))
+    assert not [k for k in load_file(best / "model.safetensors") if "lora" in k]
+    model = AutoModelForSeqRec.from_pretrained(best)
+    assert model.item_embeddings is not None and len(model.item_ids) == len(model.item_embeddings)
