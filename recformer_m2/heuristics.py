@@ -199,10 +199,10 @@ class CoVisitation(SessionRecommender):
         """The table with the pairs of ``sessions``' own items added (weight ``query_evidence``), pruned,
         for the rows the sessions ask about (others empty). Their next items are never read."""
         queries = self._pair_matrix(sessions.items.astype(np.int64), sessions.offsets, sessions.locale)
-        needed = np.zeros(self.raw.shape[0], dtype=bool)
-        needed[rows_needed] = True
-        keep = sp.diags(needed.astype(np.float64))
-        return self._prune(keep @ (self.raw + self.query_evidence * queries))
+        rows = np.unique(rows_needed)
+        sub = (self.raw[rows] + self.query_evidence * queries[rows]).tocoo()  # only the rows asked about
+        table = sp.csr_matrix((sub.data, (rows[sub.row], sub.col)), shape=self.raw.shape)
+        return self._prune(table)
 
     def table(self, sessions: Sessions | None = None) -> sp.csr_matrix:
         """The item-to-item table used for ``sessions`` (the same for all unless ``query_evidence``)."""
