@@ -25,6 +25,7 @@ setup(
         "scikit-learn>=1.4",
         "lightgbm>=4.5",
         "lightning>=2.2",
+        "datasets>=3.0",
     ],
     extras_require={
         "gpu": ["faiss-gpu-cu12>=1.8"],

@@ -36,6 +36,8 @@ KINDS: dict[str, CacheKind] = {
                   ("*.parquet", "*.tmp[0-9]*")),
         CacheKind("item-embeddings", "item embeddings of a model over a catalog (.npy), keyed by model and catalog",
                   ("items-*", "encoded-*.json", ".*.tmp[0-9]*", "*.tmp[0-9]*")),
+        CacheKind("tokenized-items", "item tokens (datasets Arrow files), keyed by tokenizer, limits and item text",
+                  ("items-*.arrow", ".items-*.tmp[0-9]*.arrow")),
     )
 }
 """Every cache kind; a new cache registers here so that ``cache info`` and ``cache clear`` see it."""

@@ -36,6 +36,7 @@ from .data import Catalog, M2Data, Sessions, locale_split
 from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_items
 from .heuristics import occurrence_counts
 from .index import ItemIndex, retrieval_queries
+from .item_dataset import preload_items
 from .metrics import rank_metrics
 from .models import TABLE_FILE, RecformerConfig, RecformerForSeqRec, RecformerModel
 from .models.folders import ModelFolderError, check_model_folder, check_resume_config
@@ -346,6 +347,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
     device = next(model.parameters()).device
     encoder = RecformerEncoder(_encoder_of(model), tokenizer, batch_size=config.encode_batch_size)
     collator = encoder.collator
+    preload_items(collator.item_tokenizer, data.items)  # sessions and the table read only catalog items
     epochs = config.stage1_epochs if stage == 1 else config.stage2_epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)

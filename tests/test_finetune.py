@@ -356,3 +356,15 @@ def test_lora_best_folder_holds_merged_weights_and_loads_strictly(tiny_data, tmp
     assert not [k for k in load_file(best / "model.safetensors") if "lora" in k]
     model = AutoModelForSeqRec.from_pretrained(best)
     assert model.item_embeddings is not None and len(model.item_ids) == len(model.item_embeddings)
+
+
+def test_finetuning_reads_item_tokens_from_the_datasets_cache(finished_run, tiny_data, tmp_path, monkeypatch):
+    """Item sentences are tokenised into a cached ``datasets.Dataset`` (``item_dataset``): a second run over
+    the same catalog, tokenizer and limits tokenises nothing itself."""
+    from recformer_m2.models import ItemTokenizer
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("an item was tokenised inline although the datasets cache holds it")
+
+    monkeypatch.setattr(ItemTokenizer, "_tokenize", no_tokenizing)
+    run_finetuning(tiny_data / "data", "none", tmp_path / "again", tiny_config(stage1_epochs=1, stage2_epochs=1))

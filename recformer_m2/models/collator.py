@@ -97,13 +97,29 @@ class ItemTokenizer:
         Attributes whose value is not a non-blank string (a missing value read as NaN or None)
         are skipped and do not count towards ``max_attr_num``.
         """
-        # Non-string values are skipped below, so they are left out of the key (NaN != NaN would miss).
-        cache_key = tuple((key, value) for key, value in item if isinstance(value, str))
+        cache_key = self.cache_key(item)
         tokenized = self._items.get(cache_key)
         if tokenized is None:
             tokenized = self._tokenize(cache_key)
             self._items[cache_key] = tokenized
         return tokenized
+
+    @staticmethod
+    def cache_key(item: Item) -> tuple[tuple[str, str], ...]:
+        """What an item is cached under: its ``(key, value)`` pairs with a string value."""
+        # Non-string values are skipped when tokenising, so they are left out (NaN != NaN would miss).
+        return tuple((key, value) for key, value in item if isinstance(value, str))
+
+    def tokenize(self, item: Item) -> TokenizedItem:
+        """Tokens of ``item`` as :meth:`__call__` gives them, without reading or filling the cache."""
+        return self._tokenize(self.cache_key(item))
+
+    def preload(self, items: Sequence[Item], tokenized: Sequence[TokenizedItem]) -> None:
+        """Cache tokens computed elsewhere (:func:`recformer_m2.item_dataset.preload_items`), item by item."""
+        if len(items) != len(tokenized):
+            raise ValueError(f"{len(tokenized)} tokenized items for {len(items)} items")
+        for item, tokens in zip(items, tokenized):
+            self._items[self.cache_key(item)] = tokens
 
     def _key_ids(self, key: str) -> list[int]:
         ids = self._keys.get(key)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..config import save_config
 from ..data import Catalog, M2Data
 from ..encode import RecformerEncoder, catalog_items
+from ..item_dataset import preload_items
 from ..models import RecformerForPretraining, SessionCollator
 from ..tokenizer import load_tokenizer, train_tokenizer
 from ..models.folders import check_resume_config
@@ -182,6 +183,9 @@ def _run_pretraining(config: PretrainConfig, data_dir: str | Path, out: Path, de
     refresh = None if table is None else TableRefresher(module, tokenizer, data.catalog, table, config, data.train)
     train_lengths = np.minimum(np.diff(data.train.offsets), module.config.max_item_embeddings - 1)  # items kept
     eval_collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
+    products = table if table is not None else ItemTable.of_locales(data.catalog, config.locales)
+    collators = [collator, eval_collator] + ([refresh.encoder.collator] if refresh is not None else [])
+    preload_items([c.item_tokenizer for c in collators], catalog_items(data.catalog, products.rows))
     eval_bs = max(1, min(config.eval_batch_size, len(data.valid) // env.world_size))
     valid_batches = MicroBatches(
         PretrainDataset(data.catalog, data.valid), eval_collator,
