@@ -183,9 +183,12 @@ def _run_pretraining(config: PretrainConfig, data_dir: str | Path, out: Path, de
     refresh = None if table is None else TableRefresher(module, tokenizer, data.catalog, table, config, data.train)
     train_lengths = np.minimum(np.diff(data.train.offsets), module.config.max_item_embeddings - 1)  # items kept
     eval_collator = SessionCollator(tokenizer, module.config, config.mlm_probability, config.whole_word_masking)
-    products = table if table is not None else ItemTable.of_locales(data.catalog, config.locales)
+    if table is not None:  # every product of the locales is read (the table); else those of the examples
+        read = table.rows
+    else:
+        read = np.unique(np.concatenate([data.train.rows, data.train.next_rows, data.valid.rows, data.valid.next_rows]))
     collators = [collator, eval_collator] + ([refresh.encoder.collator] if refresh is not None else [])
-    preload_items([c.item_tokenizer for c in collators], catalog_items(data.catalog, products.rows))
+    preload_items([c.item_tokenizer for c in collators], catalog_items(data.catalog, read))  # tokenised once
     eval_bs = max(1, min(config.eval_batch_size, len(data.valid) // env.world_size))
     valid_batches = MicroBatches(
         PretrainDataset(data.catalog, data.valid), eval_collator,
