@@ -12,7 +12,7 @@ from recformer_m2.constants import LOCALES, PRODUCT_COLUMNS
 from recformer_m2.data import M2Data, validation_split
 from recformer_m2.heuristics import CoVisitation, Popularity
 from recformer_m2.data.m2 import Catalog, Sessions
-from recformer_m2.hybrid import (SOURCE_GROUPS, Hybrid, ModelSource, catalog_has_text, default_sources, fold_splits,
+from recformer_m2.hybrid import (ID_ONLY_FOLDS, SOURCE_GROUPS, Hybrid, ModelSource, catalog_has_text, default_sources, fold_splits,
                                  held_out_split, id_sources, session_keys)
 from recformer_m2.ranking import top_candidates
 from recformer_m2.synth import generate
@@ -458,3 +458,13 @@ def test_per_locale_rankers(tiny):
     agnostic = Hybrid(valid_fraction=0.3, seed=0).fit(tiny.catalog, tiny.train).recommend(sessions, k=20, progress=False)
     assert ranked.shape == agnostic.shape and (ranked != agnostic).any()
     assert set(model.feature_importance().index) == set(model.feature_names)
+
+
+def test_default_hybrid_switches_to_id_sources_without_text(tiny):
+    """Left to its defaults, the hybrid on a text-less catalog (real session ids) uses the id source set with
+    ID_ONLY_FOLDS folds; with text it keeps the default sources."""
+    hybrid = Hybrid().fit(without_text(tiny.catalog), tiny.train)
+    assert set(hybrid.sources) == set(id_sources())
+    assert hybrid.training_summary["folds"] == ID_ONLY_FOLDS
+    chosen = Hybrid(sources=default_sources())
+    assert not chosen.default_sources and Hybrid().default_sources
