@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .constants import ATTRIBUTES, TOP_K
-from .data.m2 import Catalog, Sessions
+from .data.m2 import Catalog, Sessions, file_digest
 from .index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
 from .models import Item, RecformerModel, SessionCollator
 
@@ -96,13 +96,9 @@ def catalog_key(encoder_id: str, catalog: Catalog, attributes: tuple[str, ...] =
     return digest_parts(KEY_VERSION, "catalog", encoder_id, catalog.digest or catalog.source, ",".join(attributes))
 
 
-def file_checksum(path: Path, block: int = 1 << 24) -> str:
-    """blake2b of a file's bytes (header included)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+def file_checksum(path: Path) -> str:
+    """The 16-byte blake2b of a file's bytes (header included) that cache records hold."""
+    return file_digest(path, digest_size=16)
 
 
 def npy_record(path: Path) -> dict:

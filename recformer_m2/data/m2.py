@@ -46,9 +46,10 @@ _PREV_ITEMS_PATTERN = r"^\[\s*('[^'\s]*'\s*)*\]\s*$"
 _TEXT_COLUMNS = [c for c in PRODUCT_COLUMNS if c != "price"]
 
 
-def file_digest(path: Path, chunk: int = 1 << 23) -> str:
-    """Digest of a file's bytes: the cache key names content, never a file name or a date."""
-    h = hashlib.blake2b(digest_size=12)
+def file_digest(path: Path, digest_size: int = 12, chunk: int = 1 << 23) -> str:
+    """blake2b of a file's bytes: cache keys name content, never a file name or a date; cache records
+    check a file against it."""
+    h = hashlib.blake2b(digest_size=digest_size)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
