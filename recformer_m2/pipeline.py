@@ -85,7 +85,7 @@ class PipelineConfig:
     2.5 min per share on 2 cores at 0.1)."""
     baseline_models: list[str] = field(default_factory=lambda: ["gru4rec", "narm", "stamp", "srgnn", "core"])
     """ID baselines of the ``baselines`` stage."""
-    baseline_budget_seconds: float = 150.0
+    baseline_budget_seconds: float = 100.0
     """Wall-clock budget of the whole ``baselines`` stage, shared by its training runs."""
     hybrid_with_models: bool = True
     """Add a ``hybrid (+models)`` row per task: the hybrid with the trained models as extra sources."""
