@@ -324,8 +324,7 @@ class Hybrid(SessionRecommender):
         and no model source with known unseen sessions); ``per_locale``: one ranker per locale instead of
         one for all (the locale a feature), chosen on validation."""
         self.sources = default_sources() if sources is None else dict(sources)
-        self.default_sources = sources is None
-        """Sources left to the default: a catalog without text then switches to the id source set."""
+        self.default_sources = sources is None  # left to the default: a catalog without text switches to id_sources()
         if not self.sources:
             raise ValueError("Hybrid needs at least one source")
         if per_source < 1:
