@@ -78,6 +78,9 @@ class CheckConfig:
     items: int = M2_PRODUCTS
     dim: int = 768
     queries: int = 10_000
+    cpu_queries: int = 1_000
+    """Queries for the faiss-cpu flat row (exact search on the CPU: the baseline of the GPU rows)."""
+    loader_workers: int = 8
     seed: int = 0
 
     @classmethod
@@ -85,7 +88,7 @@ class CheckConfig:
         tiny = "pretrain/configs/tiny.json"
         return cls(dry_run=True, device="cpu", scale="tiny", vocab=800, configs={"small": tiny, "base": tiny},
                    warmup=1, steps=2, table_items=300, encode_items=64, encode_batch=16, items=20_000, dim=32,
-                   queries=200)
+                   queries=200, cpu_queries=200, loader_workers=2)
 
 
 @dataclass
@@ -155,13 +158,15 @@ class World:
         return (out * (1 + n // max(len(out), 1)))[:n]
 
 
-def time_steps(step, batches: list[dict], warmup: int, device: torch.device) -> float:
-    """Seconds for the timed batches (after ``warmup`` untimed ones), between device synchronisations."""
-    for batch in batches[:warmup]:
-        step(batch)
+def time_steps(step, batches, warmup: int, device: torch.device) -> float:
+    """Seconds for the timed batches (after ``warmup`` untimed ones), between device synchronisations.
+    ``batches``: a list, or any iterable (a generator that collates, a DataLoader)."""
+    batches = iter(batches)
+    for _ in range(warmup):
+        step(next(batches))
     sync(device)
     start = time.perf_counter()
-    for batch in batches[warmup:]:
+    for batch in batches:
         step(batch)
     sync(device)
     return time.perf_counter() - start
@@ -200,21 +205,30 @@ def pretrain_row(world: World, name: str, device: torch.device, peak: float | No
                f"<= {config.max_token_num} tokens, vocab {config.vocab_size}")
 
 
-def finetune_row(world: World, name: str, device: torch.device) -> Row:
+class FinetuneCollate:
+    """Collates finetuning examples (items, table label) and adds random locale groups; a DataLoader
+    ``collate_fn`` (its workers fork with it)."""
+
+    def __init__(self, collator, seed: int):
+        self.collator = collator
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, chunk: list[dict]) -> dict:
+        batch = self.collator([{"items": e["items"], "label": e["label"]} for e in chunk])
+        batch["groups"] = torch.from_numpy(self.rng.integers(0, 3, len(chunk)))
+        return batch
+
+
+def finetune_setup(world: World, name: str, device: torch.device, batch_size: int):
+    """A ``RecformerForSeqRec`` with a random item table and prior, its one-step function, the collate
+    function and enough examples for the warm-up and timed steps."""
     from recformer_m2.models import RecformerForSeqRec, SessionCollator
 
     cfg = world.cfg
     config, _ = world.model_config(name)
-    batch_size = 32  # FinetuneConfig's default
-    collator = SessionCollator(world.tokenizer, config, mlm_probability=0.0)
+    collate = FinetuneCollate(SessionCollator(world.tokenizer, config, mlm_probability=0.0), cfg.seed)
     examples = world.examples((cfg.warmup + cfg.steps) * batch_size, cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed)
-    batches = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        batch = collator([{"items": e["items"], "label": e["label"]} for e in chunk])
-        batch["groups"] = torch.from_numpy(rng.integers(0, 3, len(chunk)))
-        batches.append(batch)
     torch.manual_seed(cfg.seed)
     model = RecformerForSeqRec(config).to(device).train()
     table = torch.nn.functional.normalize(torch.randn(cfg.table_items, config.hidden_size), dim=-1)
@@ -230,10 +244,37 @@ def finetune_row(world: World, name: str, device: torch.device) -> Row:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step, collate, examples
+
+
+def finetune_row(world: World, name: str, device: torch.device) -> Row:
+    """The step alone: batches collated before the clock starts."""
+    cfg, batch_size = world.cfg, 32  # FinetuneConfig's default batch
+    step, collate, examples = finetune_setup(world, name, device, batch_size)
+    batches = [collate(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
     seconds = time_steps(step, batches, cfg.warmup, device)
-    del model, optimizer
     return Row(f"finetune {name}", f"{cfg.steps / seconds:.2f} steps/s", f"{cfg.steps * batch_size / seconds:,.0f} "
-               "sessions/s", "", f"batch {batch_size}, full softmax over {cfg.table_items:,} items + prior")
+               "sessions/s", "", f"batch {batch_size}, full softmax over {cfg.table_items:,} items + prior; "
+               "collation not timed")
+
+
+def finetune_loader_rows(world: World, name: str, device: torch.device) -> list[Row]:
+    """Collation inside the loop (the inline loop) against a DataLoader whose worker processes collate
+    ahead of the step: the same model, step and examples."""
+    from torch.utils.data import DataLoader
+
+    cfg, batch_size = world.cfg, 32
+    step, collate, examples = finetune_setup(world, name, device, batch_size)
+    chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+    inline = time_steps(step, (collate(c) for c in chunks), cfg.warmup, device)
+    loader = DataLoader(examples, batch_size=batch_size, collate_fn=collate, num_workers=cfg.loader_workers,
+                        pin_memory=device.type == "cuda", prefetch_factor=4)
+    workers = time_steps(step, loader, cfg.warmup, device)
+    return [Row(f"finetune {name}, collation inline", f"{cfg.steps / inline:.2f} steps/s",
+                f"{cfg.steps * batch_size / inline:,.0f} sessions/s", "", "tokenise + collate, then step"),
+            Row(f"finetune {name}, DataLoader", f"{cfg.steps / workers:.2f} steps/s",
+                f"{cfg.steps * batch_size / workers:,.0f} sessions/s", "",
+                f"{cfg.loader_workers} collating workers: x{inline / workers:.2f} the inline loop's rate")]
 
 
 def encode_row(world: World, device: torch.device) -> Row:
@@ -267,8 +308,9 @@ def clustered(n: int, dim: int, generator: torch.Generator, device: torch.device
 
 
 def retrieval_rows(cfg: CheckConfig, device: torch.device) -> list[Row]:
-    """Exact torch.topk on the device, then ItemIndex flat and IVF wherever the library places them."""
-    from recformer_m2.index import IndexConfig, ItemIndex, choose_placement, faiss_gpus
+    """Exact torch.topk on the device, then ItemIndex flat and IVF wherever the library places them
+    (faiss-gpu; torch exact search on a GPU faiss cannot use; else faiss on the CPU)."""
+    from recformer_m2.index import IndexConfig, ItemIndex, choose_placement, faiss_gpus, torch_gpus
 
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     items = clustered(cfg.items, cfg.dim, generator, device)
@@ -288,22 +330,29 @@ def retrieval_rows(cfg: CheckConfig, device: torch.device) -> list[Row]:
     has_gpu, gpus = faiss_gpus()
     codes = np.arange(cfg.items)
     locales = np.zeros(cfg.items, dtype=np.int8)
-    for kind in ("flat", "ivf"):
-        index_cfg = IndexConfig(kind)
-        place = choose_placement(index_cfg, has_gpu, gpus)
-        where = "cpu" if place.gpus == 0 else f"{place.gpus} gpu, {place.multi}"
+    configs = [IndexConfig("flat"), IndexConfig("ivf")]
+    if choose_placement(configs[0], has_gpu, gpus, torch_gpus()).backend != "torch":
+        configs.insert(1, IndexConfig("flat", backend="torch"))  # the torch path runs in every check
+    for index_cfg in configs:
+        place = choose_placement(index_cfg, has_gpu, gpus, torch_gpus())
+        label = f"{place.backend} {index_cfg.kind}"
+        where = "cpu" if place.gpus == 0 else f"{place.gpus} gpu" + (f", {place.multi}" if place.gpus > 1 else "")
+        n_queries = cfg.queries
         if place.gpus == 0 and not cfg.dry_run:
-            rows.append(Row(f"faiss {kind}", note="faiss-gpu not installed" if not has_gpu else "faiss sees no GPU"))
-            continue
+            if index_cfg.kind == "ivf":  # k-means over 1.41M x 768 on the CPU takes minutes
+                rows.append(Row(label, note="not run: faiss-gpu not installed" if not has_gpu else "faiss sees no GPU"))
+                continue
+            n_queries = cfg.cpu_queries
+            where = f"cpu, {torch.get_num_threads()} threads"
         start = time.perf_counter()
         index = ItemIndex(index_cfg).build(items_np, codes, locales)
         built = time.perf_counter() - start
         start = time.perf_counter()
-        got, _ = index.search(queries_np, np.zeros(cfg.queries, dtype=np.int8), k)
-        qps = cfg.queries / (time.perf_counter() - start)
-        recall = np.mean([len(np.intersect1d(a, e)) / k for a, e in zip(got, exact)])
-        rows.append(Row(f"faiss {kind} ({where})", f"{qps:,.0f} queries/s", f"build {built:.1f} s",
-                        f"Recall@100 {recall:.4f}", "vs exact torch.topk; ItemIndex defaults"))
+        got, _ = index.search(queries_np[:n_queries], np.zeros(n_queries, dtype=np.int8), k)
+        qps = n_queries / (time.perf_counter() - start)
+        recall = np.mean([len(np.intersect1d(a, e)) / k for a, e in zip(got, exact[:n_queries])])
+        rows.append(Row(f"{label} ({where})", f"{qps:,.0f} queries/s", f"build {built:.1f} s",
+                        f"Recall@100 {recall:.4f}", f"vs exact torch.topk; {n_queries:,} queries; ItemIndex defaults"))
         del index
     return rows
 
@@ -325,13 +374,14 @@ def run(cfg: CheckConfig) -> tuple[list[Row], dict]:
             checks.append((f"pretrain {name_}", lambda n=name_: [pretrain_row(world, n, device, peak)]))
         for name_ in ("small", "base"):
             checks.append((f"finetune {name_}", lambda n=name_: [finetune_row(world, n, device)]))
+        checks.append(("finetune loader", lambda: finetune_loader_rows(world, "small", device)))
         checks.append(("encode", lambda: [encode_row(world, device)]))
         checks.append(("retrieval", lambda: retrieval_rows(cfg, device)))
         for label, check in checks:
             start = time.perf_counter()
             try:
                 rows.extend(check())
-            except (RuntimeError, ValueError, MemoryError, ImportError) as err:  # one failed row keeps the table
+            except Exception as err:  # noqa: BLE001 -- a failed row (any cause) is logged and kept in the table
                 logger.exception("%s failed", label)
                 rows.append(Row(label, note=f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"))
             logger.info("%s: %.1f s", label, time.perf_counter() - start)

@@ -11,4 +11,5 @@ cd "$(dirname "$0")/.."
 if [[ " $* " != *" --dry-run "* ]] && command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >&2 || true
 fi
-exec python bench/gpu_check.py "$@"
+PYTHON=$(command -v python || command -v python3)  # GPU images often have only python3
+exec "$PYTHON" bench/gpu_check.py "$@"

@@ -5,8 +5,10 @@ serves both machines: :func:`choose_placement` (a pure function of the config, o
 with GPU support and of how many GPUs it sees) puts flat and IVF indexes on the GPU when faiss-gpu sees
 one, split across several GPUs (``IndexShards``, the default: each GPU holds a slice of the items) or
 copied to each (``IndexReplicas``: each GPU answers a share of the queries), and searches in large
-batches there; otherwise on the CPU. Embeddings are expected L2-normalised, so inner product is cosine
-similarity.
+batches there; otherwise on the CPU. Where a GPU is visible to torch but faiss has no GPU build (the
+faiss-gpu wheels target CUDA 12; a CUDA 13 machine has none), exact search runs as a chunked matrix
+product and ``torch.topk`` on that GPU instead (``backend="torch"``). Embeddings are expected
+L2-normalised, so inner product is cosine similarity.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import torch
 
 from .constants import TOP_K
 
@@ -23,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "ivf")
 MULTI_GPU = ("shards", "replicas")
+BACKENDS = ("faiss", "torch")
 GPU_MAX_K = 2048
 """faiss-gpu's largest k per search (flat and IVF)."""
 
@@ -52,6 +56,11 @@ class IndexConfig:
     """Queries per faiss call on the CPU (bounds the (queries, k + excluded) result arrays)."""
     gpu_search_batch: int = 65536
     """Queries per faiss call on GPUs: large batches keep them busy."""
+    backend: str | None = None
+    """None: faiss, or exact search in torch on a GPU that faiss cannot use (flat only). ``torch``: always
+    the torch flat search (on the CPU when torch sees no GPU); ``faiss``: never torch."""
+    torch_score_bytes: int = 1 << 30
+    """torch backend: the most bytes of one (queries, items) fp32 score block, which sets its batch."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,6 +69,10 @@ class IndexConfig:
             raise ValueError(f"multi_gpu {self.multi_gpu!r} is not one of {MULTI_GPU}")
         if min(self.cpu_search_batch, self.gpu_search_batch) < 1:
             raise ValueError("search batches must hold at least one query")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"index backend {self.backend!r} is not one of {BACKENDS}")
+        if self.backend == "torch" and self.kind != "flat":
+            raise ValueError(f"the torch backend searches exactly (kind 'flat'), not {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,8 @@ class Placement:
     multi: str
     """``single`` (CPU or one GPU), ``shards`` or ``replicas``."""
     search_batch: int
+    backend: str = "faiss"
+    """``faiss`` indexes, or ``torch``: exact search as a matrix product and ``torch.topk``."""
 
 
 def faiss_gpus() -> tuple[bool, int]:
@@ -79,18 +94,32 @@ def faiss_gpus() -> tuple[bool, int]:
     return has_gpu, (int(faiss.get_num_gpus()) if has_gpu else 0)
 
 
-def choose_placement(config: IndexConfig, faiss_has_gpu: bool, num_gpus: int) -> Placement:
+def torch_gpus() -> int:
+    """Number of CUDA devices torch sees."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def choose_placement(config: IndexConfig, faiss_has_gpu: bool, num_gpus: int, torch_gpu_count: int = 0
+                     ) -> Placement:
     """The one decision between CPU and GPU retrieval, from what is installed and visible.
 
-    HNSW has no GPU version and stays on the CPU; ``use_gpu=True`` without faiss-gpu and a GPU is an error
-    rather than a silent CPU run; ``use_gpu=None`` takes the GPUs when there are any.
+    HNSW has no GPU version and stays on the CPU; ``use_gpu=True`` without any GPU search is an error
+    rather than a silent CPU run; ``use_gpu=None`` takes the GPUs when there are any. faiss-gpu comes
+    first; a flat index whose GPU faiss cannot use (``torch_gpu_count`` > 0, faiss-cpu) is searched by
+    torch on one GPU, which is still exact.
     """
     available = num_gpus if faiss_has_gpu else 0
+    torch_gpu = 1 if torch_gpu_count > 0 and config.use_gpu is not False else 0
+    if config.backend == "torch":
+        return Placement(torch_gpu, "single", config.gpu_search_batch if torch_gpu else config.cpu_search_batch,
+                         "torch")
     if config.kind == "hnsw" or config.use_gpu is False:
         return Placement(0, "single", config.cpu_search_batch)
+    if available == 0 and torch_gpu and config.kind == "flat" and config.backend is None:
+        return Placement(1, "single", config.gpu_search_batch, "torch")
     if config.use_gpu and available == 0:
-        raise RuntimeError("use_gpu=True but faiss has no GPU support or sees no GPU "
-                           "(pip install -e .[gpu] installs faiss-gpu)")
+        raise RuntimeError("use_gpu=True but faiss has no GPU support or sees no GPU, and torch search on a "
+                           "GPU is exact only (kind 'flat'); pip install -e .[gpu] installs faiss-gpu")
     if available == 0:
         return Placement(0, "single", config.cpu_search_batch)
     gpus = min(available, config.max_gpus) if config.max_gpus else available
@@ -122,13 +151,38 @@ def retrieval_queries(sessions: np.ndarray, weight: float, table: np.ndarray, ro
     return sessions / np.maximum(np.linalg.norm(sessions, axis=1, keepdims=True), 1e-12)
 
 
+class TorchFlatIndex:
+    """Exact inner-product search in torch (the faiss ``Index`` calls ItemIndex makes: ``ntotal``,
+    ``search``), on a GPU that faiss cannot use or on the CPU. Queries go in blocks whose (block, items)
+    score matrix stays under ``score_bytes``; each block keeps its top k by ``torch.topk``."""
+
+    def __init__(self, vectors: np.ndarray, device: torch.device, score_bytes: int):
+        self.device = device
+        self.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(device)  # (N, D)
+        self.ntotal = len(vectors)
+        self.block = max(1, score_bytes // (4 * max(self.ntotal, 1)))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``(n, k)`` and positions ``(n, k)``, best first (k at most ``ntotal``)."""
+        k = min(k, self.ntotal)
+        scores, positions = [], []
+        for lo in range(0, len(queries), self.block):
+            q = torch.from_numpy(np.ascontiguousarray(queries[lo:lo + self.block])).to(self.device)
+            top = torch.topk(q @ self.vectors.T, k, dim=1)  # (b, D) x (D, N) -> (b, N) -> (b, k)
+            scores.append(top.values.cpu().numpy())
+            positions.append(top.indices.cpu().numpy())
+        if not scores:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return np.concatenate(scores), np.concatenate(positions).astype(np.int64)
+
+
 class ItemIndex:
     """Top-k items of the session's locale for session embeddings, never an item of the session."""
 
     def __init__(self, config: IndexConfig | None = None):
         self.config = config or IndexConfig()
-        self.placement = choose_placement(self.config, *faiss_gpus())
-        self._indexes: dict[int, faiss.Index] = {}
+        self.placement = choose_placement(self.config, *faiss_gpus(), torch_gpus())
+        self._indexes: dict[int, faiss.Index | TorchFlatIndex] = {}
         self._codes: dict[int, np.ndarray] = {}
         self._resources: dict = {}  # GPU number -> faiss.StandardGpuResources
         self._keep: list = []  # sub-indexes a sharded/replicated faiss index does not own
@@ -157,8 +211,11 @@ class ItemIndex:
     def _filled(self, vectors: np.ndarray) -> faiss.Index:
         """An index over ``vectors`` where the placement says: the CPU, one GPU, or shards/replicas over GPUs.
         An IVF index is trained once (on the first GPU when there is one) and that quantizer is shared."""
-        index = self._new_index(vectors.shape[1], len(vectors))
         place = self.placement
+        if place.backend == "torch":
+            device = torch.device("cuda", 0) if place.gpus else torch.device("cpu")
+            return TorchFlatIndex(vectors, device, self.config.torch_score_bytes)
+        index = self._new_index(vectors.shape[1], len(vectors))
         if place.gpus == 0:
             if not index.is_trained:
                 index.train(vectors)
@@ -208,7 +265,7 @@ class ItemIndex:
             self._indexes[int(loc)] = self._filled(embeddings[rows])
             self._codes[int(loc)] = np.asarray(codes[rows], dtype=np.int64)
         place = self.placement
-        where = "CPU" if place.gpus == 0 else f"{place.gpus} GPU(s), {place.multi}"
+        where = ("CPU" if place.gpus == 0 else f"{place.gpus} GPU(s), {place.multi}") + f", {place.backend}"
         logger.info("%s index over %d items in %d locale(s) on %s", self.config.kind, len(embeddings),
                     len(self._indexes), where)
         return self
@@ -234,7 +291,7 @@ class ItemIndex:
             index, codes = self._indexes[int(loc)], self._codes[int(loc)]
             extra = max((len(exclude[i]) for i in members), default=0)
             fetch = min(k + extra, index.ntotal)
-            if self.placement.gpus and fetch > GPU_MAX_K:
+            if self.placement.gpus and self.placement.backend == "faiss" and fetch > GPU_MAX_K:
                 logger.warning("%d neighbours asked of faiss-gpu, which returns at most %d", fetch, GPU_MAX_K)
                 fetch = GPU_MAX_K
             batch = self.placement.search_batch

@@ -24,10 +24,11 @@ def test_dry_run_prints_every_row(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = done.stdout
     for check in ("pretrain small", "pretrain base", "finetune small", "finetune base", "encode catalog, base",
-                  "exact torch.topk", "faiss flat (cpu)", "faiss ivf (cpu)"):
+                  "finetune small, collation inline", "finetune small, DataLoader", "exact torch.topk",
+                  "faiss flat (cpu)", "torch flat (cpu)", "faiss ivf (cpu)"):
         assert f"| {check}" in table, check
     assert "failed" not in table and "DRY RUN" in table
-    assert "Recall@100 1.0000" in table  # flat search is exact
+    assert table.count("Recall@100 1.0000") == 2  # flat search is exact, in faiss and in torch
 
 
 def test_peak_lookup_and_model_flops():

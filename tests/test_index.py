@@ -51,6 +51,27 @@ def test_flat_matches_exact_search(world):
     assert set(got[q_locales == 4].ravel()) <= set(codes[locales == 4])
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_torch_flat_backend_matches_exact_search(world, with_bias):
+    """The torch search (what a GPU without faiss-gpu runs), here on the CPU in blocks of a few queries."""
+    items, codes, locales, queries, q_locales, exclude = world
+    bias = (0.05 * np.random.default_rng(3).random(len(items))).astype(np.float32) if with_bias else None
+    cfg = IndexConfig("flat", backend="torch", torch_score_bytes=4 * 4000 * 7)  # 7 queries per block
+    index = ItemIndex(cfg).build(items, codes, locales, bias)
+    assert index.placement.backend == "torch" and index._indexes[1].block == 7
+    got, got_scores = index.search(queries, q_locales, 100, exclude)
+    for loc in (1, 4):
+        rows, mine = q_locales == loc, locales == loc
+        want, want_scores = exact_topk(items[mine], codes[mine], queries[rows], 100,
+                                       [exclude[i] for i in np.flatnonzero(rows)],
+                                       None if bias is None else bias[mine])
+        np.testing.assert_allclose(got_scores[rows], want_scores, atol=1e-5)
+        assert (got[rows] == want).mean() > 0.999
+    faiss_codes, _ = ItemIndex(IndexConfig("flat", backend="faiss")).build(items, codes, locales, bias).search(
+        queries, q_locales, 100, exclude)
+    assert (got == faiss_codes).mean() > 0.999
+
+
 def test_item_bias_matches_exact_search_of_cosine_plus_bias(world):
     items, codes, locales, queries, q_locales, exclude = world
     # the scale of a finetuned prior: temperature 0.05 x weight about 1 x log(1 + long-tailed counts)
@@ -162,6 +183,19 @@ def test_placement_is_chosen_from_what_is_installed_and_visible(monkeypatch):
     assert choose_placement(IndexConfig("flat", use_gpu=False), True, 4).gpus == 0
     with pytest.raises(RuntimeError, match="use_gpu=True but faiss has no GPU support"):
         choose_placement(IndexConfig("flat", use_gpu=True), False, 2)
+    # a GPU torch sees but faiss cannot use (faiss-cpu on a CUDA machine): exact search in torch there
+    assert choose_placement(cfg, False, 0, 1) == Placement(1, "single", cfg.gpu_search_batch, "torch")
+    assert choose_placement(cfg, True, 2, 2).backend == "faiss"                  # faiss-gpu comes first
+    assert choose_placement(IndexConfig("ivf"), False, 0, 1) == Placement(0, "single", cfg.cpu_search_batch)
+    assert choose_placement(IndexConfig("flat", use_gpu=False), False, 0, 1).gpus == 0
+    assert choose_placement(IndexConfig("flat", backend="faiss"), False, 0, 1).gpus == 0
+    assert choose_placement(IndexConfig("flat", use_gpu=True), False, 0, 1).backend == "torch"
+    assert choose_placement(IndexConfig(backend="torch"), False, 0, 0) == \
+        Placement(0, "single", cfg.cpu_search_batch, "torch")
+    with pytest.raises(RuntimeError, match="use_gpu=True but faiss has no GPU support"):
+        choose_placement(IndexConfig("ivf", use_gpu=True), False, 0, 1)
+    with pytest.raises(ValueError, match="torch backend searches exactly"):
+        IndexConfig("ivf", backend="torch")
     with pytest.raises(ValueError, match="multi_gpu 'mirror'"):
         IndexConfig(multi_gpu="mirror")
     # detection reads the faiss module: faiss-cpu has no StandardGpuResources
@@ -169,6 +203,7 @@ def test_placement_is_chosen_from_what_is_installed_and_visible(monkeypatch):
     assert faiss_gpus() == (False, 0)
     monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 3, raising=False)
+    monkeypatch.setattr(index_module, "torch_gpus", lambda: 0)
     assert faiss_gpus() == (True, 3)
     assert ItemIndex(IndexConfig("flat")).placement == Placement(3, "shards", cfg.gpu_search_batch)
     assert index_module.faiss is faiss
@@ -181,9 +216,12 @@ def test_multi_gpu_layouts_match_exact_search(world, monkeypatch, kind, multi):
     id bookkeeping), in small search batches: flat equals torch.topk, IVF keeps Recall@100 >= 0.95."""
     import faiss
 
+    from recformer_m2 import index as index_module
+
     items, codes, locales, queries, q_locales, exclude = world
     monkeypatch.setattr(faiss, "StandardGpuResources", lambda: None, raising=False)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 3, raising=False)
+    monkeypatch.setattr(index_module, "torch_gpus", lambda: 0)
     monkeypatch.setattr(faiss, "index_gpu_to_cpu", faiss.clone_index, raising=False)
     monkeypatch.setattr(ItemIndex, "_to_gpu", lambda self, index, device: faiss.clone_index(index))
     index = ItemIndex(IndexConfig(kind, multi_gpu=multi, gpu_search_batch=37)).build(items, codes, locales)
