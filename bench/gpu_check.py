@@ -172,6 +172,12 @@ def time_steps(step, batches, warmup: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+PRETRAIN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "item_position_ids", "mlm_labels",
+                   "next_input_ids", "next_attention_mask", "next_token_type_ids", "next_item_position_ids",
+                   "item_ids")
+"""The collator's outputs that the in-batch pretraining step reads (no table labels)."""
+
+
 def pretrain_row(world: World, name: str, device: torch.device, peak: float | None) -> Row:
     from recformer_m2.models import RecformerForPretraining, SessionCollator
 
@@ -179,9 +185,7 @@ def pretrain_row(world: World, name: str, device: torch.device, peak: float | No
     config, batch_size = world.model_config(name)
     collator = SessionCollator(world.tokenizer, config, rng=cfg.seed)
     examples = world.examples((cfg.warmup + cfg.steps) * batch_size, cfg.seed)
-    keys = ("input_ids", "attention_mask", "token_type_ids", "item_position_ids", "mlm_labels", "next_input_ids",
-            "next_attention_mask", "next_token_type_ids", "next_item_position_ids", "item_ids")
-    batches = [{k: v for k, v in collator(examples[i:i + batch_size]).items() if k in keys}
+    batches = [{k: v for k, v in collator(examples[i:i + batch_size]).items() if k in PRETRAIN_INPUTS}
                for i in range(0, len(examples), batch_size)]
     torch.manual_seed(cfg.seed)
     model = RecformerForPretraining(config).to(device).train()
@@ -299,6 +303,73 @@ def encode_row(world: World, device: torch.device) -> Row:
                f"{len(rows):,} distinct synthetic products, batch {cfg.encode_batch}")
 
 
+def profile_rows(world: World, device: torch.device) -> list[Row]:
+    """Where the time of the ``base`` rows goes (``--profile``): the pretraining step under torch.profiler
+    (device-busy share of the wall time, top operators logged) and catalog encoding split into
+    tokenisation (CPU) and collation + model."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from recformer_m2.encode import RecformerEncoder, catalog_items
+    from recformer_m2.models import RecformerForPretraining, RecformerModel, SessionCollator
+
+    cfg = world.cfg
+    config, batch_size = world.model_config("base")
+    collator = SessionCollator(world.tokenizer, config, rng=cfg.seed)
+    examples = world.examples(8 * batch_size, cfg.seed)
+    batches = [{k: v for k, v in collator(examples[i:i + batch_size]).items() if k in PRETRAIN_INPUTS}
+               for i in range(0, len(examples), batch_size)]
+    model = RecformerForPretraining(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(batch: dict) -> None:
+        with autocast(device):
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch in batches[:3]:
+        step(batch)
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for batch in batches[3:]:
+            step(batch)
+        sync(device)
+    wall = time.perf_counter() - start
+    averages = prof.key_averages()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    logger.info("pretrain base, %d steps under the profiler:\n%s", len(batches) - 3,
+                averages.table(sort_by=sort, row_limit=15))
+    busy = sum(getattr(e, "self_device_time_total", 0.0) for e in averages) / 1e6 if device.type == "cuda" else 0.0
+    launches = sum(e.count for e in averages if getattr(e, "self_device_time_total", 0.0) > 0)
+    host_reads = sum(e.count for e in averages if e.key in ("aten::_local_scalar_dense", "aten::nonzero"))
+    rows = [Row("profile: pretrain base step", f"{1000 * wall / (len(batches) - 3):.0f} ms/step",
+                f"{launches / (len(batches) - 3):,.0f} kernels/step", f"device busy {100 * busy / wall:.0f}%",
+                f"{host_reads / (len(batches) - 3):.0f} device-to-host reads/step (.item(), nonzero) stall the "
+                "queue; the rest of the wall time is host time: Python and kernel launches")]
+    del model, optimizer
+    encoder = RecformerEncoder(RecformerModel(config).to(device), world.tokenizer, batch_size=cfg.encode_batch)
+    items = catalog_items(world.data.catalog, np.arange(min(cfg.encode_items, len(world.data.catalog))))
+    encoder.encode_items(items[:2 * cfg.encode_batch])
+    encoder.collator.item_tokenizer.clear()
+    start = time.perf_counter()
+    for item in items:
+        encoder._tokens(item)  # tokenised once, then cached for the batches
+    tokenise = time.perf_counter() - start
+    sync(device)
+    start = time.perf_counter()
+    encoder.encode_items(items)
+    sync(device)
+    model_time = time.perf_counter() - start
+    rows.append(Row("profile: encode catalog, base", f"tokenise {len(items) / tokenise:,.0f} items/s",
+                    f"collate + model {len(items) / model_time:,.0f} items/s",
+                    f"tokenising {100 * tokenise / (tokenise + model_time):.0f}% of the time",
+                    f"{len(items):,} items, one process"))
+    return rows
+
+
 def clustered(n: int, dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """Unit vectors around one centre per ~50 items: the structure item embeddings have."""
     centres = torch.randn(max(8, n // 50), dim, generator=generator, device=device)
@@ -357,7 +428,7 @@ def retrieval_rows(cfg: CheckConfig, device: torch.device) -> list[Row]:
     return rows
 
 
-def run(cfg: CheckConfig) -> tuple[list[Row], dict]:
+def run(cfg: CheckConfig, profile_only: bool = False) -> tuple[list[Row], dict]:
     device = torch.device(cfg.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = peak_tflops(name) if device.type == "cuda" else None
@@ -370,13 +441,16 @@ def run(cfg: CheckConfig) -> tuple[list[Row], dict]:
     checks = []
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         world = World(cfg, Path(work))
-        for name_ in ("small", "base"):
+        if profile_only:
+            checks.append(("profile", lambda: profile_rows(world, device)))
+        for name_ in ("small", "base") if not profile_only else ():
             checks.append((f"pretrain {name_}", lambda n=name_: [pretrain_row(world, n, device, peak)]))
-        for name_ in ("small", "base"):
+        for name_ in ("small", "base") if not profile_only else ():
             checks.append((f"finetune {name_}", lambda n=name_: [finetune_row(world, n, device)]))
-        checks.append(("finetune loader", lambda: finetune_loader_rows(world, "small", device)))
-        checks.append(("encode", lambda: [encode_row(world, device)]))
-        checks.append(("retrieval", lambda: retrieval_rows(cfg, device)))
+        if not profile_only:
+            checks.append(("finetune loader", lambda: finetune_loader_rows(world, "small", device)))
+            checks.append(("encode", lambda: [encode_row(world, device)]))
+            checks.append(("retrieval", lambda: retrieval_rows(cfg, device)))
         for label, check in checks:
             start = time.perf_counter()
             try:
@@ -407,6 +481,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed training steps per row")
     parser.add_argument("--items", type=int, default=None, help="retrieval: indexed vectors (default 1.41M)")
     parser.add_argument("--out", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table's rows: where the base rows' time goes (profiler, encode split)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose or not args.dry_run else logging.WARNING,
@@ -421,7 +497,7 @@ def main() -> None:
     if cfg.device == "cpu":
         torch.set_num_threads(1 if args.dry_run else torch.get_num_threads())
     start = time.perf_counter()
-    rows, info = run(cfg)
+    rows, info = run(cfg, profile_only=args.profile)
     print(table(rows, info))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     if args.out:
