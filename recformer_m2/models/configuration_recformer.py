@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 POOLER_TYPES: tuple[str, ...] = ("cls", "mean", "mean_last")
 """Known ways to pool token states into one session or item vector."""
 
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("dense", "longformer")
+"""Ways to compute the encoder's attention (same weights, same result up to float rounding)."""
+
 
 class TokenType(enum.IntEnum):
     """Token type ids of the Recformer layout; shared by the collator (writes them) and the model (embeds them)."""
@@ -84,6 +87,13 @@ class RecformerConfig(LongformerConfig):
             Score pretraining's contrastive loss on the session as written (one more encoder pass) rather
             than on the masked copy the MLM loss reads, whose hidden words are often the brand or series
             that tell one product line from another.
+        attention_implementation (`str`, defaults to `"dense"`):
+            How the encoder computes Longformer's attention (band of ``attention_window`` plus global CLS):
+            ``"dense"``: one masked ``scaled_dot_product_attention`` per layer over the whole sequence
+            (:mod:`~recformer_m2.models.attention`); ``"longformer"``: transformers' sliding chunks. Both use
+            the same weights and give the same result up to float rounding; dense is faster at Recformer's
+            lengths (<= 1024 tokens) because it launches far fewer kernels and never reads the device from the
+            host. A ``config.json`` without this field loads as ``"dense"``.
     """
 
     model_type = "recformer"
@@ -107,6 +117,7 @@ class RecformerConfig(LongformerConfig):
     mlm_weight: float | int = 0.1
     item_cl_weight: float | int = 1.0
     contrast_unmasked: bool = False
+    attention_implementation: str = "dense"
 
     def __post_init__(self, **kwargs) -> None:
         """Check every Recformer argument and store the attention window per layer."""
@@ -138,6 +149,9 @@ class RecformerConfig(LongformerConfig):
             raise ValueError(
                 f"attention windows must be even and positive, got {bad} (attention_window={self.attention_window})"
             )
+        if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, "
+                             f"got {self.attention_implementation!r}")
         if self.pooler_type not in POOLER_TYPES:
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
         if not self.temperature > 0:
@@ -170,4 +184,4 @@ class RecformerConfig(LongformerConfig):
             raise ValueError(f"pad_token_id ({self.pad_token_id}) must be an id below vocab_size ({self.vocab_size})")
 
 
-__all__ = ["POOLER_TYPES", "RecformerConfig", "TokenType"]
+__all__ = ["ATTENTION_IMPLEMENTATIONS", "POOLER_TYPES", "RecformerConfig", "TokenType"]

@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.models.longformer.modeling_longformer import LongformerEncoder, LongformerLMHead
 from transformers.utils import ModelOutput
 
+from .attention import DENSE_PAD_MULTIPLE, DenseEncoder
 from .configuration_recformer import RecformerConfig, TokenType
 from .item_table import (LEGACY_KEYS_FILE, LEGACY_TABLE_FILE, TABLE_FILE, ItemTable, read_legacy_table, read_table,
                          write_table)
@@ -117,7 +118,7 @@ class RecformerPreTrainedModel(PreTrainedModel):
     config: RecformerConfig
     base_model_prefix = "recformer"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["LongformerSelfAttention", "RecformerEmbeddings"]
+    _no_split_modules = ["LongformerSelfAttention", "DenseSelfAttention", "RecformerEmbeddings"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -197,12 +198,14 @@ class RecformerModel(RecformerPreTrainedModel):
         if isinstance(config.attention_window, int):  # LongformerSelfAttention indexes it per layer
             config.attention_window = [config.attention_window] * config.num_hidden_layers
         self.embeddings = RecformerEmbeddings(config)
-        self.encoder = LongformerEncoder(config)
+        # Either encoder has the same modules and weights; dense is Longformer's attention as one masked SDPA.
+        dense = config.attention_implementation == "dense"
+        self.encoder = DenseEncoder(config) if dense else LongformerEncoder(config)
         if config.pooler_type == "mean_last":
             # shape (1,), not a scalar: DeepSpeed's parameter broadcast views every parameter as bytes
             self.last_item_weight = nn.Parameter(torch.full((1,), self.LAST_ITEM_WEIGHT_INIT))
-        # Every layer's sliding chunks need the length to be a multiple of its own window.
-        self.pad_multiple = math.lcm(*config.attention_window)
+        # Every layer's sliding chunks need the length to be a multiple of its own window; dense, 8-aligned masks.
+        self.pad_multiple = DENSE_PAD_MULTIPLE if dense else math.lcm(*config.attention_window)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -247,7 +250,7 @@ class RecformerModel(RecformerPreTrainedModel):
 
     def _encode(self, input_ids, attention_mask, token_type_ids, item_position_ids, position_ids,
                 output_attentions: bool = False, output_hidden_states: bool = False):
-        """Embeddings and Longformer layers on ``(B, L)`` inputs, padded to the window multiple and back."""
+        """Embeddings and Longformer layers on ``(B, L)`` inputs, padded to ``pad_multiple`` and back."""
         seq_len = input_ids.shape[1]
         # Pad to the window multiple with inert tokens: pad id, no attention, PAD type, item position 0.
         padding_len = (-seq_len) % self.pad_multiple
