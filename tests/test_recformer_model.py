@@ -118,9 +118,10 @@ def test_output_shapes(tokenizer):
     assert sampled.shape == (B, 5)
 
 
+@pytest.mark.parametrize("implementation", ["longformer", "dense"])
 @pytest.mark.parametrize("window", [4, [4, 6]])
-def test_pads_to_the_attention_window_and_unpads(tokenizer, window):
-    model = make_model(RecformerModel, attention_window=window)
+def test_pads_to_the_attention_window_and_unpads(tokenizer, window, implementation):
+    model = make_model(RecformerModel, attention_window=window, attention_implementation=implementation)
     batch = {
         "input_ids": torch.tensor([[3, 6, 7, 8, 9]]),
         "attention_mask": torch.ones(1, 5, dtype=torch.long),
@@ -130,7 +131,10 @@ def test_pads_to_the_attention_window_and_unpads(tokenizer, window):
     out = model(**batch, output_hidden_states=True)
     assert out.last_hidden_state.shape == (1, 5, 32)
     assert all(h.shape == (1, 5, 32) for h in out.hidden_states)
-    assert model.pad_multiple == (4 if window == 4 else 12)  # lcm, so every layer's window divides the length
+    if implementation == "longformer":  # lcm, so every layer's window divides the length
+        assert model.pad_multiple == (4 if window == 4 else 12)
+    else:  # dense: 8-aligned SDPA masks
+        assert model.pad_multiple == 8
 
 
 @pytest.mark.parametrize("pooler_type", ["cls", "mean", "mean_last"])

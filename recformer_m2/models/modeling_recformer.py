@@ -284,9 +284,10 @@ class RecformerModel(RecformerPreTrainedModel):
         """``(B, D)`` mean-pooled encoding of each sequence's newest item read alone, as an item table encodes
         it: the collator puts CLS and the newest item first, so that is the sequence cut after item position 1."""
         newest_mask = attention_mask * (item_position_ids <= 1)  # (B, L)
-        if torch.equal(newest_mask, attention_mask):  # items, or one-item sessions: the pass already done
+        # Both facts in one host read: each read waits for the device queue to drain.
+        differs, length = torch.stack([(newest_mask != attention_mask).any().long(), newest_mask.sum(1).max()]).tolist()
+        if not differs:  # items, or one-item sessions: the pass already done
             return _masked_mean(last_hidden, attention_mask)
-        length = int(newest_mask.sum(1).max())
         cut = (input_ids[:, :length], newest_mask[:, :length], token_type_ids[:, :length],
                item_position_ids[:, :length], position_ids[:, :length])
         return _masked_mean(self._encode(*cut).last_hidden_state, cut[1])
