@@ -58,6 +58,10 @@ def test_both_stages_run_and_best_loads(finished_run, tiny_data):
         assert not set(row[row >= 0]) & set(session)
 
 
+class SimulatedKill(Exception):
+    """Raised inside training as a stand-in for ``kill -9`` (Lightning turns a KeyboardInterrupt into an exit)."""
+
+
 def _last_weights(out: Path) -> dict[str, torch.Tensor]:
     tensors, _ = ft.read_state(out / "checkpoints" / ft.LAST)
     return {k: v for k, v in tensors.items() if k.startswith("model.")}
@@ -75,10 +79,10 @@ def test_crash_after_last_mid_stage_resumes_and_gives_the_same_model(finished_ru
     def crash_after_first_last(path, tensors, values):
         real_save(path, tensors, values)
         if path.name == ft.LAST:
-            raise KeyboardInterrupt("simulated kill right after the first last checkpoint")
+            raise SimulatedKill("simulated kill right after the first last checkpoint")
 
     monkeypatch.setattr(ft, "save_state", crash_after_first_last)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SimulatedKill):
         run_finetuning(tiny_data / "data", "none", out, tiny_config())
     saved = ft.read_state_values(out / "checkpoints" / ft.LAST)
     assert (saved["stage"], saved["epoch"]) == (1, 1)  # mid-stage: stage 1 has two epochs
