@@ -18,7 +18,12 @@ tokenizer trained on it (or ``--tokenizer``). Timed, after ``--warmup`` untimed 
   loss, which splits our overhead into embeddings/inputs (encoder/bare) and MLM head + losses
   (ours/encoder);
 - collation alone, on CPU in this process: a fresh collator (empty item-token cache, as at the
-  start of an epoch) and then the same one again (warm cache).
+  start of an epoch) and then the same one again (warm cache);
+- with ``--compare-attention``, ours again with ``attention_implementation="longformer"`` (transformers'
+  sliding chunks; "ours" uses the config default, the dense masked-SDPA path of
+  ``recformer_m2/models/attention.py``), and item encoding (``RecformerModel`` in eval mode without
+  gradients on the sessions' items and next items, one item per row as an item table is built) with either
+  implementation: steps/s, items/s and the dense/longformer ratio of each.
 
 The models take turns batch by batch (the first one alternating) and each step is timed alone
 between device synchronisations, so load from other processes on a shared machine lands on both
@@ -42,6 +47,7 @@ models share, so the MFU of ours is lower than the bare one's exactly by our ove
 
     python bench/bench_encoder.py --config small --device cpu --batches 8 --warmup 2 --rounds 2 --breakdown --threads 1
     python bench/bench_encoder.py --config base --device cuda --dtype bf16 --batch-size 32
+    python bench/bench_encoder.py --config small --device cpu --compare-attention --threads 1
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ LABELS = {
     "ours": "ours: RecformerForPretraining",
     "bare": "bare: LongformerModel",
     "encoder": "ours encoder alone: RecformerModel",
+    "longformer": "ours, longformer attention",
 }
 
 SIZES: dict[str, dict] = {
@@ -176,9 +183,16 @@ def time_interleaved(steps: dict, batches: list[dict], warmup: int, rounds: int,
     return seconds
 
 
+def with_attention(config: RecformerConfig, implementation: str) -> RecformerConfig:
+    """A copy of ``config`` computing attention with ``implementation`` (the given config is left as it is)."""
+    return RecformerConfig.from_dict({**config.to_dict(), "attention_implementation": implementation})
+
+
 def make_steps(ours_config: RecformerConfig, bare_config: LongformerConfig, device: torch.device, dtype: str,
-               seed: int, breakdown: bool = False, lr: float = 1e-4) -> dict[str, tuple[torch.nn.Module, Callable]]:
-    """``name -> (model, training-step closure)`` for ours, bare and, with ``breakdown``, our encoder alone.
+               seed: int, breakdown: bool = False, compare_attention: bool = False,
+               lr: float = 1e-4) -> dict[str, tuple[torch.nn.Module, Callable]]:
+    """``name -> (model, training-step closure)`` for ours, bare and, with ``breakdown``, our encoder alone;
+    with ``compare_attention``, ours with Longformer's sliding-chunk attention too.
 
     Every model is built after the same seed and has its own AdamW; bf16 means autocast mixed
     precision over fp32 weights. A step moves the tensors its model reads to the device, runs
@@ -236,7 +250,32 @@ def make_steps(ours_config: RecformerConfig, bare_config: LongformerConfig, devi
 
         steps["encoder"] = (encoder, step_of(encoder, [p + k for p in ("", "next_") for k in ENCODER_KEYS],
                                              encoder_loss))
+    if compare_attention:
+        slow = build(RecformerForPretraining, with_attention(ours_config, "longformer"))
+        steps["longformer"] = (slow, step_of(slow, PRETRAINING_KEYS, lambda inputs: slow(**inputs).loss))
     return steps
+
+
+def time_encoding(config: RecformerConfig, item_batches: list[dict], device: torch.device, dtype: str, seed: int,
+                  warmup: int, rounds: int) -> dict[str, float]:
+    """Items/s of ``RecformerModel`` (eval, no gradients) over ``item_batches`` with each attention implementation,
+    the same seeded weights; batches alternate between the two as in :func:`time_interleaved`."""
+    models = {}
+    for implementation in ("dense", "longformer"):
+        torch.manual_seed(seed)
+        models[implementation] = RecformerModel(with_attention(config, implementation)).to(device).eval()
+
+    def encode_with(model: RecformerModel) -> Callable:
+        @torch.no_grad()
+        def encode(batch: dict) -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext():
+                model(*(batch[k].to(device, non_blocking=True) for k in ENCODER_KEYS))
+        return encode
+
+    seconds = time_interleaved({name: encode_with(m) for name, m in models.items()}, item_batches, warmup, rounds,
+                               device)
+    items = sum(b["input_ids"].shape[0] for b in item_batches[warmup:])
+    return {name: items / float(values.sum()) for name, values in seconds.items()}
 
 
 def flops_per_token(bare: LongformerModel) -> float:
@@ -265,7 +304,7 @@ def time_collation(tokenizer, config: RecformerConfig, examples: list[dict], bat
 
 def print_table(args: argparse.Namespace, config: RecformerConfig, models: dict, per_batch: dict, tokens: int,
                 padded: int, collation: tuple[float, float], lookup_rate: float, n_sessions: int,
-                step_memory: dict) -> None:
+                step_memory: dict, encoding: dict[str, float] | None = None) -> None:
     """The final table: training throughput of both models, the overhead ratio, collation against consumption."""
     cuda = args.device == "cuda"
     seconds = {name: float(values.sum()) for name, values in per_batch.items()}
@@ -297,6 +336,16 @@ def print_table(args: argparse.Namespace, config: RecformerConfig, models: dict,
               f"ours/encoder {seconds['ours'] / seconds['encoder']:.3f}")
     print(f"{'overhead ours/bare (time)':34}{overhead:>12.3f}  target <= {TARGETS['overhead']:.2f}: {verdict} "
           f"(median of per-batch ratios {median_ratio:.3f})")
+    if "longformer" in models:
+        speedup = seconds["longformer"] / seconds["ours"]
+        median = float(np.median(per_batch["longformer"] / per_batch["ours"]))
+        print(f"{'attention ' + config.attention_implementation + '/longformer':34}{speedup:>12.3f}  "
+              f"x steps/s of the pretraining step (median of per-batch ratios {median:.3f})")
+    if encoding:
+        print(f"{'item encoding (eval, no grad)':34}{'items/s':>12}")
+        for name, rate in encoding.items():
+            print(f"{'  attention ' + name:34}{rate:>12.1f}")
+        print(f"{'  dense/longformer':34}{encoding['dense'] / encoding['longformer']:>12.3f}  x items/s")
     print(f"{'':34}{'sessions/s':>12}{'x ours':>12}")
     cold, warm = collation
     for label, secs in (("collation, cold item cache", cold), ("collation, warm item cache", warm)):
@@ -326,6 +375,9 @@ def main() -> None:
                         help="passes over the timed batches; each batch counts its fastest pass (noisy machines)")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time RecformerModel with the bare model's trivial loss, to split the overhead")
+    parser.add_argument("--compare-attention", action="store_true",
+                        help="also time ours with attention_implementation='longformer', and item encoding with both")
+    parser.add_argument("--encode-batch-size", type=int, default=64, help="items per batch with --compare-attention")
     parser.add_argument("--data", default=None, help="data folder (default: generate small synthetic data)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train one on the catalog)")
     parser.add_argument("--vocab-size", type=int, default=16000, help="when training the tokenizer")
@@ -362,7 +414,8 @@ def main() -> None:
                 "session length mean %.0f, max %d tokens", args.batches, args.batch_size, tokens,
                 100 * tokens / padded, padded, lengths.mean(), lengths.max())
 
-    steps = make_steps(ours_config, bare_config, device, args.dtype, args.seed, args.breakdown)
+    steps = make_steps(ours_config, bare_config, device, args.dtype, args.seed, args.breakdown,
+                       args.compare_attention)
     per_batch = time_interleaved({name: step for name, (_, step) in steps.items()}, batches, args.warmup,
                                  args.rounds, device)
     step_memory: dict[str, float] = {}
@@ -377,9 +430,18 @@ def main() -> None:
     logger.info("collation: %d sessions, cold then warm item cache", n_sessions)
     cold, warm = time_collation(tokenizer, ours_config, examples, args.batch_size, args.seed)
 
+    encoding = None
+    if args.compare_attention:
+        items = [item for example in examples for item in (*example["items"], example["next_item"])]
+        item_batches = [collator.collate_items(items[i : i + args.encode_batch_size])
+                        for i in range(0, len(items), args.encode_batch_size)]
+        logger.info("item encoding: %d batches of <= %d items", len(item_batches), args.encode_batch_size)
+        encoding = time_encoding(ours_config, item_batches, device, args.dtype, args.seed,
+                                 min(args.warmup, len(item_batches) - 1), args.rounds)
+
     models = {name: model for name, (model, _) in steps.items()}
     print_table(args, ours_config, models, per_batch, tokens, padded, (cold, warm), lookup_rate, n_sessions,
-                step_memory)
+                step_memory, encoding)
 
 
 if __name__ == "__main__":

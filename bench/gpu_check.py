@@ -7,7 +7,9 @@ keeps the script working):
   pass, in-batch contrastive loss, AdamW) for the ``small`` and ``base`` architectures of
   ``pretrain/configs/*.json`` at their batch sizes, with MFU: model FLOPs per non-padding token
   ``6 N + 12 L D (w + 1)`` (``N`` encoder matrix weights, window ``w``; as ``bench_encoder.py``) against
-  the device's peak dense bf16 FLOP/s, looked up by its name (unknown device: n/a);
+  the device's peak dense bf16 FLOP/s, looked up by its name (unknown device: n/a); the models compute
+  attention as their config says by default (``attention_implementation``: dense masked SDPA), and ``base`` is
+  run once more with ``"longformer"`` (transformers' sliding chunks, the same weights and result) for the ratio;
 - finetuning steps/s of ``RecformerForSeqRec`` (full softmax over an item table of ``--table-items``
   rows with the popularity prior and locale groups, as stage 2 of finetuning) for ``small`` and ``base``;
 - catalog encoding at ``base``: ``RecformerEncoder.encode_items`` over distinct synthetic products
@@ -178,11 +180,28 @@ PRETRAIN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "item_positi
 """The collator's outputs that the in-batch pretraining step reads (no table labels)."""
 
 
-def pretrain_row(world: World, name: str, device: torch.device, peak: float | None) -> Row:
-    from recformer_m2.models import RecformerForPretraining, SessionCollator
+def pretrain_rows(world: World, name: str, device: torch.device, peak: float | None,
+                  compare_attention: bool = False) -> list[Row]:
+    """The pretraining row of ``name`` with the config's attention; with ``compare_attention``, a second row with
+    Longformer's sliding chunks, whose note gives the default's speed-up over it."""
+    row, rate = pretrain_row(world, name, device, peak)
+    if not compare_attention:
+        return [row]
+    slow, slow_rate = pretrain_row(world, name, device, peak, attention="longformer")
+    default = world.model_config(name)[0].attention_implementation
+    slow.note += f"; the default ({default}) makes x{rate / slow_rate:.2f} these steps/s"
+    return [row, slow]
+
+
+def pretrain_row(world: World, name: str, device: torch.device, peak: float | None,
+                 attention: str | None = None) -> tuple[Row, float]:
+    """One pretraining row and its steps/s; ``attention``: an ``attention_implementation`` other than the config's."""
+    from recformer_m2.models import RecformerConfig, RecformerForPretraining, SessionCollator
 
     cfg = world.cfg
     config, batch_size = world.model_config(name)
+    if attention is not None:
+        config = RecformerConfig.from_dict({**config.to_dict(), "attention_implementation": attention})
     collator = SessionCollator(world.tokenizer, config, rng=cfg.seed)
     examples = world.examples((cfg.warmup + cfg.steps) * batch_size, cfg.seed)
     batches = [{k: v for k, v in collator(examples[i:i + batch_size]).items() if k in PRETRAIN_INPUTS}
@@ -203,10 +222,12 @@ def pretrain_row(world: World, name: str, device: torch.device, peak: float | No
     tokens_s = tokens / seconds
     mfu = "n/a" if peak is None or device.type != "cuda" else f"MFU {100 * flops_per_token(config) * tokens_s / (peak * 1e12):.1f}%"
     del model, optimizer
-    return Row(f"pretrain {name} (bf16)" if device.type == "cuda" else f"pretrain {name} (fp32 cpu)",
+    label = f"pretrain {name}" + (f", {attention} attention" if attention is not None else "")
+    return Row(f"{label} (bf16)" if device.type == "cuda" else f"{label} (fp32 cpu)",
                f"{cfg.steps / seconds:.2f} steps/s", f"{tokens_s:,.0f} tokens/s", mfu,
                f"batch {batch_size}, hidden {config.hidden_size} x {config.num_hidden_layers} layers, "
-               f"<= {config.max_token_num} tokens, vocab {config.vocab_size}")
+               f"<= {config.max_token_num} tokens, vocab {config.vocab_size}, "
+               f"{config.attention_implementation} attention"), cfg.steps / seconds
 
 
 class FinetuneCollate:
@@ -444,7 +465,8 @@ def run(cfg: CheckConfig, profile_only: bool = False) -> tuple[list[Row], dict]:
         if profile_only:
             checks.append(("profile", lambda: profile_rows(world, device)))
         for name_ in ("small", "base") if not profile_only else ():
-            checks.append((f"pretrain {name_}", lambda n=name_: [pretrain_row(world, n, device, peak)]))
+            checks.append((f"pretrain {name_}",
+                           lambda n=name_: pretrain_rows(world, n, device, peak, compare_attention=n == "base")))
         for name_ in ("small", "base") if not profile_only else ():
             checks.append((f"finetune {name_}", lambda n=name_: [finetune_row(world, n, device)]))
         if not profile_only:

@@ -23,7 +23,8 @@ def test_dry_run_prints_every_row(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = done.stdout
-    for check in ("pretrain small", "pretrain base", "finetune small", "finetune base", "encode catalog, base",
+    for check in ("pretrain small", "pretrain base", "pretrain base, longformer attention", "finetune small",
+                  "finetune base", "encode catalog, base",
                   "finetune small, collation inline", "finetune small, DataLoader", "exact torch.topk",
                   "faiss flat (cpu)", "torch flat (cpu)", "faiss ivf (cpu)"):
         assert f"| {check}" in table, check
