@@ -4,6 +4,11 @@
 
 Settings: command line > --config JSON file > FinetuneConfig defaults. Rerunning into the same OUT resumes;
 with other settings than the checkpoint was saved under it stops, naming them, unless --force-new-config.
+Training runs on Lightning: --num-workers (collating DataLoader workers), --lr-scheduler/--warmup-ratio
+(a transformers.get_scheduler schedule), --accumulate-grad-batches, --precision (bf16-mixed on a GPU by
+default). Several GPUs, data parallel, through the launcher:
+
+    torchrun --nproc_per_node 4 finetune/finetune.py --data DIR --pretrained DIR --out DIR --devices 4 --strategy ddp
 """
 
 import argparse

@@ -3,6 +3,7 @@
 #   bash finetune/finetune.sh DATA_DIR PRETRAINED_DIR OUT_DIR [extra args, e.g. --config finetune/configs/small.json]
 # PRETRAINED_DIR is a pretraining OUT/final folder, or `none` to train from scratch (supervised only).
 # The best model lands in OUT_DIR/best; rerunning the same command after a crash resumes.
+# Several GPUs (Lightning DDP): torchrun --nproc_per_node N finetune/finetune.py ... --devices N --strategy ddp
 set -euo pipefail
 if [ "$#" -lt 3 ]; then
   echo "usage: bash finetune/finetune.sh DATA_DIR PRETRAINED_DIR OUT_DIR [extra args]" >&2

@@ -207,7 +207,8 @@ def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, ou
 
         scratch = with_model_fields(load_config(PretrainConfig, config.scratch_config), pooler_type=config.pooler_type)
         catalog = data.catalog
-        tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), out / "tokenizer",
+        folder = out / "tokenizer" if _rank() == 0 else out / f".tokenizer-rank{_rank()}"  # seeded: all alike
+        tokenizer = train_tokenizer((catalog.sentence(r) for r in range(len(catalog))), folder,
                                     vocab_size=scratch.vocab_size, seed=config.seed)
         torch.manual_seed(config.seed)
         return RecformerForSeqRec(model_config(scratch, tokenizer)), tokenizer
@@ -406,8 +407,8 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
 
 
 def _rank() -> int:
-    """This process's rank under a launcher (``torchrun`` sets ``RANK``); 0 alone."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank under a launcher (``torchrun`` sets ``RANK``, Lightning's own ``LOCAL_RANK``); 0 alone."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
 def run_finetuning(data_dir: str | Path, pretrained: str | Path, out_dir: str | Path, config: FinetuneConfig,
