@@ -2,7 +2,8 @@
 Recommendation", https://arxiv.org/abs/2305.13731) on transformers' Longformer encoder.
 
 - :class:`RecformerModel`: embeddings (word + token position + token type + item position) and a
-  ``LongformerEncoder`` with global attention on CLS; returns token states and a pooled vector.
+  ``LongformerEncoder`` with global attention on CLS (by default computed as dense masked SDPA,
+  :mod:`~recformer_m2.models.attention`, with the same weights); returns token states and a pooled vector.
 - :class:`RecformerForPretraining`: masked-language-model loss plus a session-to-next-item
   contrastive loss over in-batch (and cross-rank) candidates.
 - :class:`RecformerForSeqRec`: scores a session against a table of item embeddings.
