@@ -138,15 +138,16 @@ class RetrievalValidation(L.Callback):
 
 def trainer_settings(config: "ft.FinetuneConfig") -> dict:
     """Accelerator, devices and precision for ``config.device`` (``auto``: a GPU when there is one),
-    ``config.devices``, ``config.precision`` (``auto``: bf16 autocast on a GPU that has it, else fp32)."""
+    ``config.devices`` (GPUs, or CPU processes with gloo), ``config.precision`` (``auto``: bf16 autocast on a
+    GPU that has it, else fp32)."""
     if config.device == "auto":
         gpu = torch.cuda.is_available()
-        accelerator, devices = ("gpu", config.devices) if gpu else ("cpu", 1)
+        accelerator, devices = ("gpu" if gpu else "cpu"), config.devices
     else:
         device = torch.device(config.device)
         gpu = device.type == "cuda"
         accelerator = "gpu" if gpu else device.type
-        devices = [device.index] if gpu and device.index is not None else (config.devices if gpu else 1)
+        devices = [device.index] if gpu and device.index is not None else config.devices
     precision = config.precision
     if precision == "auto":
         precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
@@ -165,22 +166,30 @@ def num_workers(config: "ft.FinetuneConfig", accelerator: str) -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def fit_stage(stage: int, epochs: int, module: SeqRecModule, loader: torch.utils.data.DataLoader,
+def fit_stage(epochs: int, module: SeqRecModule, loader: torch.utils.data.DataLoader,
               refresh: ItemTableRefresh, validation: RetrievalValidation, settings: dict) -> None:
     """Train the rest of a stage (``epochs`` more epochs) with a Lightning ``Trainer``."""
     import warnings
 
     config = module.config
-    trainer = L.Trainer(
-        **settings, strategy=config.strategy, max_epochs=epochs, accumulate_grad_batches=config.accumulate_grad_batches,
-        gradient_clip_val=config.max_grad_norm if config.max_grad_norm > 0 else None, gradient_clip_algorithm="norm",
-        callbacks=[refresh, validation], logger=False, enable_checkpointing=False, enable_model_summary=False,
-        num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=validation.out,
-    )
-    with warnings.catch_warnings():  # on the CPU no workers is the measured choice (see num_workers)
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        module.train()  # the encoder's wrapper left it in eval mode
-        trainer.fit(module, train_dataloaders=loader)
+    lightning_logger = logging.getLogger("lightning.pytorch")  # its banner (accelerators, tips) at every stage
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.WARNING)
+    try:
+        trainer = L.Trainer(
+            **settings, strategy=config.strategy, max_epochs=epochs,
+            accumulate_grad_batches=config.accumulate_grad_batches,
+            gradient_clip_val=config.max_grad_norm if config.max_grad_norm > 0 else None,
+            gradient_clip_algorithm="norm", callbacks=[refresh, validation], logger=False, enable_checkpointing=False,
+            enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+            default_root_dir=validation.out,
+        )
+        with warnings.catch_warnings():  # on the CPU no workers is the measured choice (see num_workers)
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            module.train()  # the encoder's wrapper left it in eval mode
+            trainer.fit(module, train_dataloaders=loader)
+    finally:
+        lightning_logger.setLevel(level)
 
 
 __all__ = ["ItemTableRefresh", "RetrievalValidation", "SeqRecModule", "fit_stage", "num_workers", "trainer_settings"]

@@ -137,7 +137,8 @@ class FinetuneConfig:
     device: str = "auto"
     """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
     devices: int = 1
-    """GPUs to train on (data parallel; with ``torchrun --nproc_per_node N`` give N and ``strategy`` ``ddp``)."""
+    """Devices to train on, data parallel (GPUs; on ``device`` ``cpu``, processes): with ``torchrun
+    --nproc_per_node N`` give N and ``strategy`` ``ddp``."""
     strategy: str = "auto"
     """Lightning strategy: ``auto``, ``ddp``, ``ddp_find_unused_parameters_true``, ..."""
     precision: str = "auto"
@@ -402,7 +403,7 @@ def run_stage(stage: int, model: RecformerForSeqRec, tokenizer, data: FinetuneDa
                         generator=torch.Generator().manual_seed(config.seed))  # not drawn from the global RNG
     module = SeqRecModule(model, config, batches, epochs, resume)
     refresh = ItemTableRefresh(encoder, data, catalog, stage, table)
-    fit_stage(stage, epochs - state["epoch"], module, loader, refresh,
+    fit_stage(epochs - state["epoch"], module, loader, refresh,
               RetrievalValidation(refresh, tokenizer, config, out, state), settings)
 
 
