@@ -144,9 +144,11 @@ class FinetuneConfig:
     precision: str = "auto"
     """Lightning precision; ``auto``: ``bf16-mixed`` on a GPU that has bf16, else ``32-true``."""
     num_workers: int | None = None
-    """DataLoader worker processes that collate batches; None: 0 on the CPU, up to 8 beside a GPU. On 2 CPU
-    cores (synthetic ``small``, one finetuning) workers slowed the step (:mod:`recformer_m2.finetune_loop`);
-    on an H200 8 collating workers ran the small finetuning step x1.35 the inline loop's rate."""
+    """DataLoader worker processes that collate batches; None: 0 on the CPU, up to 8 beside a GPU. On 2 shared
+    CPU cores with one torch thread (the main job's setting; synthetic ``small``, pretrained ``small``)
+    0/1/2 workers ran 2.36-2.40/2.35/2.44-2.45 steps/s: no gain, and the main job's two finetunings
+    already fill both cores. On an H200 8 collating workers ran the small finetuning step x1.35 the
+    inline loop's rate (bench/gpu_check.py)."""
 
 
 @dataclass
