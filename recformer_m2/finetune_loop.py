@@ -100,7 +100,7 @@ class RetrievalValidation(L.Callback):
         module.eval()
         metrics = ft.evaluate(self.refresh.encoder, table, data, catalog, data.valid, data.valid_targets,
                               bias=ft.item_bias(model), last_item_grid=config.last_item_grid,
-                              table_item_grid=config.table_item_grid)
+                              table_item_grid=config.table_item_grid, lexical_grid=config.lexical_grid)
         if "last_item_weight" in metrics:  # chosen on validation: the next epoch trains with it, best keeps it
             with torch.no_grad():
                 ft._encoder_of(model).last_item_weight.fill_(metrics["last_item_weight"])
@@ -117,8 +117,9 @@ class RetrievalValidation(L.Callback):
         if metrics["mrr@100"] > state["best"]:
             state["best"], state["bad_epochs"] = metrics["mrr@100"], 0
             if writer:
-                ft._save_best(model, self.tokenizer, config, record, self.out / "best",
-                              metrics.get("table_item_weight", model.config.table_item_weight))
+                weights = {name: metrics.get(name, getattr(model.config, name))
+                           for name in ("table_item_weight", "lexical_weight")}
+                ft._save_best(model, self.tokenizer, config, record, self.out / "best", weights)
                 if stage == 1:  # stage 2 starts from these weights and keeps this table frozen
                     ft.save_state(self.out / "checkpoints" / ft.STAGE1_BEST,
                                   {**ft._prefixed("model.", model.state_dict()), "table": torch.from_numpy(table)}, {})

@@ -19,7 +19,8 @@ because the models are small (ZeRO sharding buys nothing) and the ID baselines a
 Early stopping watches validation MRR@100 (a split carved from the training sessions, never the test
 ground truth; :class:`RetrievalValidation`, at the end of every epoch); the best model lands in
 ``OUT/best``, written by ``RecformerForSeqRec.save_pretrained`` (weights, item table with ids and prior,
-tokenizer, and the retrieval weight chosen on validation in its config; ``AutoModelForSeqRec.from_pretrained``
+tokenizer, and the retrieval weights chosen on validation in its config: the newest item's table row and
+the title similarity fused into retrieval, :mod:`recformer_m2.lexical`; ``AutoModelForSeqRec.from_pretrained``
 restores it whole); ``OUT/checkpoints/last.safetensors`` (tensors, with the scalars, the learning-rate
 schedule and the run's configuration as JSON in its header: nothing is unpickled, whereas Lightning's own
 ``.ckpt`` is a pickle) is rewritten atomically after every epoch so a crashed run resumes from the last
@@ -51,6 +52,7 @@ from .encode import RecformerEncoder, catalog_items, newest_item_rows, session_i
 from .heuristics import occurrence_counts
 from .index import ItemIndex, retrieval_queries
 from .item_dataset import preload_items
+from .lexical import TitleSimilarity, fused_top_k
 from .metrics import rank_metrics
 from .models import TABLE_FILE, RecformerConfig, RecformerForSeqRec, RecformerModel
 from .models.folders import ModelFolderError, check_model_folder, check_resume_config
@@ -132,6 +134,11 @@ class FinetuneConfig:
     """With ``last_item_grid``: values of ``RecformerConfig.table_item_weight`` (the newest item's row of
     the frozen item table added to the query at retrieval) tried against every newest-item weight at
     each validation; the pair of best MRR@100 is kept. Empty: the table row is not used."""
+    lexical_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
+    """Values of ``RecformerConfig.lexical_weight`` (title TF-IDF similarity added to retrieval scores,
+    :mod:`recformer_m2.lexical`) tried at every validation after the other retrieval weights are chosen;
+    ``best`` keeps the value of best validation MRR@100. Early stopping still watches the model alone.
+    Empty: no fusion (the weight stays 0)."""
     scratch_config: str = "pretrain/configs/small.json"
     """Model size (a pretraining config file) when finetuning starts from scratch (PRETRAINED = none)."""
     device: str = "auto"
@@ -163,6 +170,7 @@ class FinetuneData:
     valid: Sessions
     valid_targets: np.ndarray  # (m,) target codes
     prior: np.ndarray | None = None  # (N,) log(1 + training occurrences) of each table row; None: no prior
+    lexical: TitleSimilarity | None = None  # title TF-IDF of the task's locales when lexical_grid is searched
 
 
 def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = None) -> FinetuneData:
@@ -197,8 +205,11 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
     if not usable.all():
         logger.warning("%d training session(s) skipped: their target has no product row in the locale", (~usable).sum())
     logger.info("finetuning on %d sessions, validating on %d, %d candidate items", usable.sum(), len(valid), len(codes))
+    lexical = None
+    if any(config.lexical_grid):
+        lexical = TitleSimilarity.fit(catalog, tuple(LOCALES.index(loc) for loc in locales))
     return FinetuneData(codes, item_locales, catalog_items(catalog, rows), train.select(usable), labels[usable],
-                        valid, valid.next_item, prior)
+                        valid, valid.next_item, prior, lexical)
 
 
 def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, out: Path):
@@ -253,13 +264,16 @@ def item_bias(model: RecformerForSeqRec) -> np.ndarray | None:
 def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, catalog: Catalog,
              sessions: Sessions, targets: np.ndarray, k: int = TOP_K, bias: np.ndarray | None = None,
              last_item_grid: tuple[float, ...] = (), table_item_grid: tuple[float, ...] = (),
-             table_item_weight: float | None = None) -> dict[str, float]:
+             table_item_weight: float | None = None, lexical_grid: tuple[float, ...] = ()) -> dict[str, float]:
     """MRR/Recall/NDCG@k of retrieval from ``table`` (plus ``bias`` per item) for held-out sessions (their
     items excluded). With ``last_item_grid`` (``"mean_last"`` pooling) every pair of the encoder's newest-item
     weight and, from ``table_item_grid``, the weight of the newest item's table row is scored, and the
     metrics of the pair of best MRR@k are returned with that pair as ``last_item_weight`` and
     ``table_item_weight``; neither the model nor its config is changed (the caller applies the pair).
-    Without a grid the newest item's table row is added with ``table_item_weight`` (None: the config's)."""
+    Without a grid the newest item's table row is added with ``table_item_weight`` (None: the config's).
+    With ``lexical_grid`` (and ``data.lexical``) the chosen queries are then scored with each lexical weight
+    added (:func:`~recformer_m2.lexical.fused_top_k`): ``lexical_weight`` is the one of best MRR@k and
+    ``lexical_mrr@k`` (and recall, ndcg) its metrics; the plain metrics stay the model's alone."""
     index = ItemIndex().build(table, data.codes, data.locales, bias)
     texts = session_items(catalog, sessions)
     exclude = sessions.to_lists()
@@ -272,26 +286,42 @@ def evaluate(encoder: RecformerEncoder, table: np.ndarray, data: FinetuneData, c
     if not last_item_grid or encoder.model.config.pooler_type != "mean_last":
         if table_item_weight is None:
             table_item_weight = encoder.model.config.table_item_weight
-        return score(retrieval_queries(encoder.encode_sessions(texts, batch_size=encoder.batch_size),
-                                       table_item_weight, table, rows))
-    # query(w, v) = normalise(session(w) + v * newest item's table row), session(w) = normalise(normalised
-    # session mean + w * newest item's embedding), as the model pools and retrieval adds: two encodings
-    # serve every (w, v)
-    weight = encoder.model.last_item_weight
-    with torch.no_grad():
-        learned = weight.item()
-        weight.fill_(0.0)
-        try:
-            means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
-        finally:
-            weight.fill_(learned)
-    newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
-    results = {(w, v): score(retrieval_queries(_normalized(means + w * newest), v, table, rows))
-               for w in last_item_grid for v in (table_item_grid or (0.0,))}
-    best_w, best_v = max(results, key=lambda wv: results[wv][f"mrr@{k}"])  # ties: the first (smallest)
-    logger.info("newest-item weight %.2f -> %.2f, table-row weight %.2f; validation MRR@%d by weights %s", learned,
-                best_w, best_v, k, {f"{w},{v}": round(r[f"mrr@{k}"], 4) for (w, v), r in results.items()})
-    return {**results[best_w, best_v], "last_item_weight": float(best_w), "table_item_weight": float(best_v)}
+        queries = retrieval_queries(encoder.encode_sessions(texts, batch_size=encoder.batch_size),
+                                    table_item_weight, table, rows)
+        metrics = score(queries)
+    else:
+        # query(w, v) = normalise(session(w) + v * newest item's table row), session(w) = normalise(normalised
+        # session mean + w * newest item's embedding), as the model pools and retrieval adds: two encodings
+        # serve every (w, v)
+        weight = encoder.model.last_item_weight
+        with torch.no_grad():
+            learned = weight.item()
+            weight.fill_(0.0)
+            try:
+                means = encoder.encode_sessions(texts, batch_size=encoder.batch_size)
+            finally:
+                weight.fill_(learned)
+        newest = encoder.encode_items([items[-1] for items in texts], batch_size=encoder.batch_size)
+        results = {(w, v): score(retrieval_queries(_normalized(means + w * newest), v, table, rows))
+                   for w in last_item_grid for v in (table_item_grid or (0.0,))}
+        best_w, best_v = max(results, key=lambda wv: results[wv][f"mrr@{k}"])  # ties: the first (smallest)
+        logger.info("newest-item weight %.2f -> %.2f, table-row weight %.2f; validation MRR@%d by weights %s",
+                    learned, best_w, best_v, k,
+                    {f"{w},{v}": round(r[f"mrr@{k}"], 4) for (w, v), r in results.items()})
+        metrics = {**results[best_w, best_v], "last_item_weight": float(best_w), "table_item_weight": float(best_v)}
+        queries = retrieval_queries(_normalized(means + best_w * newest), best_v, table, rows)
+    if data.lexical is not None and lexical_grid:
+        fused = {}
+        for w in lexical_grid:
+            ranked, _ = fused_top_k(queries, sessions.locale, exclude, table, data.codes, data.locales, bias,
+                                    data.lexical, w, k)
+            fused[w] = {f"lexical_{name}@{k}": float(values.mean())
+                        for name, values in rank_metrics(ranked, targets, k).items()}
+        best = max(fused, key=lambda w: fused[w][f"lexical_mrr@{k}"])  # ties: the first (smallest)
+        logger.info("lexical weight %.2f; validation MRR@%d by lexical weight %s", best, k,
+                    {w: round(r[f"lexical_mrr@{k}"], 4) for w, r in fused.items()})
+        metrics.update(fused[best], lexical_weight=float(best))
+    return metrics
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:
@@ -299,10 +329,11 @@ def _normalized(x: np.ndarray) -> np.ndarray:
 
 
 def _save_best(model: RecformerForSeqRec, tokenizer, config: FinetuneConfig, metrics: dict, folder: Path,
-               table_item_weight: float) -> None:
+               retrieval_weights: dict[str, float]) -> None:
     """Write the model whole (``save_pretrained``: weights, the item table it was scored against with its ids,
-    locales and prior, the tokenizer, and ``table_item_weight`` in the saved config), the finetuning config
-    and the metrics to ``folder`` atomically (tmp then rename)."""
+    locales and prior, the tokenizer, and the retrieval weights chosen on validation, ``table_item_weight``
+    and ``lexical_weight``, in the saved config), the finetuning config and the metrics to ``folder``
+    atomically (tmp then rename)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     saved = model
@@ -311,7 +342,7 @@ def _save_best(model: RecformerForSeqRec, tokenizer, config: FinetuneConfig, met
 
         saved = copy.deepcopy(model)
         saved.recformer = saved.recformer.merge_and_unload()
-    saved.save_pretrained(tmp, tokenizer=tokenizer, config_updates={"table_item_weight": float(table_item_weight)})
+    saved.save_pretrained(tmp, tokenizer=tokenizer, config_updates={k: float(v) for k, v in retrieval_weights.items()})
     save_config(config, tmp / CONFIG_FILE)
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(folder, ignore_errors=True)

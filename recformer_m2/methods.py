@@ -21,10 +21,12 @@ from .heuristics import RANKING_METHODS, TITLE_METHODS
 
 logger = logging.getLogger(__name__)
 
-MODEL_METHODS = ("recformer", "gru4rec", "narm", "stamp", "srgnn", "core")
-"""Next-item methods that need a trained model folder (Recformer, or an ID baseline's train-baseline output)."""
+MODEL_METHODS = ("recformer", "recformer-alone", "gru4rec", "narm", "stamp", "srgnn", "core")
+"""Next-item methods that need a trained model folder (Recformer, or an ID baseline's train-baseline output).
+``recformer-alone`` serves a Recformer folder by the model's scores only, without the title similarity its
+``lexical_weight`` fuses in (an ablation of :mod:`recformer_m2.lexical`)."""
 
-TEXT_METHODS = ("textknn", "recformer")
+TEXT_METHODS = ("textknn", "recformer", "recformer-alone")
 """Next-item methods that read product text: refused with MissingTextError on an ID-only data folder (every
 title method reads titles too). The hybrid drops its text sources by itself."""
 
@@ -41,10 +43,10 @@ class _RecformerRanker:
 
     name = "recformer"
 
-    def __init__(self, model: str | Path, data: M2Data):
+    def __init__(self, model: str | Path, data: M2Data, lexical: bool = True):
         from .recommender import Recommender
 
-        self.recommender = Recommender.from_pretrained(model, data)
+        self.recommender = Recommender.from_pretrained(model, data, lexical=lexical)
 
     def recommend(self, sessions: Sessions, k: int = TOP_K, progress: bool = True) -> np.ndarray:
         return self.recommender.recommend_codes(sessions, k, progress)
@@ -136,8 +138,8 @@ def ranking_method(name: str, data: M2Data, model: str | Path | Sequence[str | P
     if name in MODEL_METHODS:
         if model is None:
             raise ValueError(f"method {name!r} needs --model DIR (a trained model folder)")
-        if name == "recformer":
-            return _RecformerRanker(model, data)
+        if name in ("recformer", "recformer-alone"):
+            return _RecformerRanker(model, data, lexical=name == "recformer")
         from id_baselines.api import load_baseline
 
         return load_baseline(model, data.catalog)

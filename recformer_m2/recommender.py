@@ -33,6 +33,7 @@ from .data import Catalog, M2Data, Sessions
 from .data.m2 import default_cache_dir
 from .encode import RecformerEncoder, catalog_embeddings, session_items
 from .index import IndexConfig, ItemIndex, lookup_rows, retrieval_queries
+from .lexical import TitleSimilarity, fused_top_k
 from .models.folders import ModelFolderError, check_model_folder
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Recommender:
 
     def __init__(self, encoder: RecformerEncoder, catalog: Catalog, index_config: IndexConfig | None = None,
                  item_table: RetrievalTable | None = None, cache_dir: Path | None = None, data: M2Data | None = None,
-                 training_locales: Sequence[str] | None = None):
+                 training_locales: Sequence[str] | None = None, lexical_weight: float | None = None):
         self.encoder = encoder
         self.catalog = catalog
         self.index_config = index_config or IndexConfig()
@@ -141,11 +142,20 @@ class Recommender:
         self._popular: dict[int, np.ndarray] = {}
         self._index: ItemIndex | None = None
         self._indexed: tuple[int, ...] = ()
-        self._indexed_items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (embeddings, codes, locales)
+        self._indexed_items: tuple | None = None  # (embeddings, codes, locales, prior or None) of the index
+        if lexical_weight is None:
+            lexical_weight = encoder.model.config.lexical_weight
+        self.lexical_weight = float(lexical_weight)
+        """Weight of the title TF-IDF similarity added to each item's score (:mod:`recformer_m2.lexical`);
+        None given: the model's ``lexical_weight``, chosen on validation by finetuning. 0: the model alone,
+        searched in the index."""
+        self._lexical: TitleSimilarity | None = None
+        self._lexical_locales: tuple[int, ...] = ()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, data: str | Path | M2Data, device: str | None = None,
-                        index_config: IndexConfig | None = None, cache_dir: Path | None = None) -> "Recommender":
+                        index_config: IndexConfig | None = None, cache_dir: Path | None = None,
+                        lexical: bool = True) -> "Recommender":
         """Load a finetuning ``best`` folder (or a pretraining ``final`` folder) over a data folder's catalog.
 
         A finetuned folder is what ``RecformerForSeqRec.save_pretrained`` writes (weights, item table, tokenizer,
@@ -153,7 +163,8 @@ class Recommender:
         a missing or unused weight raises naming it); its frozen table serves the products it covers, others
         are encoded with the encoder. A folder without an item table (a pretraining ``final``) is served by
         the encoder alone, with a warning; a finetuning folder (``finetune_config.json``) without its table
-        is refused naming the file.
+        is refused naming the file. ``lexical=False`` serves the model's scores alone, without the title
+        similarity its ``lexical_weight`` adds.
         """
         from .finetuning import CONFIG_FILE
         from .models import TABLE_FILE, RecformerForSeqRec
@@ -178,7 +189,8 @@ class Recommender:
 
             model.tokenizer = load_tokenizer(path)  # raises naming the folder
         encoder = RecformerEncoder(model.recformer.to(device), model.tokenizer)
-        return cls(encoder, data.catalog, index_config, table, cache_dir, data, _training_locales(path, table))
+        return cls(encoder, data.catalog, index_config, table, cache_dir, data, _training_locales(path, table),
+                   lexical_weight=None if lexical else 0.0)
 
     # --- encoding -------------------------------------------------------------------------------------
     def _item_sentence(self, item: Any, locale: str | None) -> list[tuple[str, str]]:
@@ -249,7 +261,7 @@ class Recommender:
                     bias[covered] = table.bias[rows]
             self._index = ItemIndex(self.index_config).build(embeddings, codes, item_locales, bias)
             self._indexed = wanted
-            self._indexed_items = (embeddings, codes, item_locales)
+            self._indexed_items = (embeddings, codes, item_locales, bias)
         return self._index
 
     def recommend_codes(self, sessions: Sessions, k: int = TOP_K, progress: bool = True) -> np.ndarray:
@@ -259,7 +271,8 @@ class Recommender:
     def recommend_codes_with_scores(self, sessions: Sessions, k: int = TOP_K,
                                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item codes (n, k) and their scores (n, k), padded with -1 / -inf: the cosine similarity, plus
-        the item's popularity prior when the model was finetuned with one. The query is the session's
+        the item's popularity prior when the model was finetuned with one, plus ``lexical_weight`` times
+        the item's title similarity to the session's last products. The query is the session's
         vector plus ``config.table_item_weight`` times the newest item's indexed embedding, normalised.
         A session with no item sold in its locale gets the locale's most popular items (scores NaN)."""
         from .encode import newest_items
@@ -287,12 +300,24 @@ class Recommender:
         if len(keep):
             index = self._ensure_index(locales[keep])
             queries = self.encoder.encode_sessions([texts[i] for i in keep], progress=progress)
-            embeddings, item_codes, item_locales = self._indexed_items
+            embeddings, item_codes, item_locales, bias = self._indexed_items
             rows = lookup_rows(item_codes, item_locales, newest[keep], locales[keep])
             queries = retrieval_queries(queries, self.encoder.model.config.table_item_weight, embeddings, rows)
-            found, found_scores = index.search(queries, locales[keep], k, exclude=[exclude[i] for i in keep])
+            if self.lexical_weight:  # every product of the locale scored exactly, the index is not used
+                found, found_scores = fused_top_k(queries, locales[keep], [exclude[i] for i in keep], embeddings,
+                                                  item_codes, item_locales, bias, self._title_similarity(),
+                                                  self.lexical_weight, k)
+            else:
+                found, found_scores = index.search(queries, locales[keep], k, exclude=[exclude[i] for i in keep])
             codes[keep], scores[keep] = found, found_scores
         return codes, scores
+
+    def _title_similarity(self) -> TitleSimilarity:
+        """The title TF-IDF of the indexed locales, fitted once (refitted when more locales are indexed)."""
+        if self._lexical is None or self._lexical_locales != self._indexed:
+            self._lexical = TitleSimilarity.fit(self.catalog, self._indexed)
+            self._lexical_locales = self._indexed
+        return self._lexical
 
     def _warn_untrained_locales(self, locales: np.ndarray) -> None:
         if self.training_locales is None:

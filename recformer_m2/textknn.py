@@ -132,11 +132,18 @@ class TextKNN(SessionRecommender):
     def fit(self, catalog: Catalog, train: Sessions) -> "TextKNN":
         """Vectorise every locale's titles (all catalog products, seen in training or not) and count
         training occurrences for the popularity prior and backfill."""
-        self.num_ids = catalog.num_ids
         self.popularity = Popularity().fit(catalog, train)
         counts = occurrence_counts(train, catalog.num_ids)
         top = np.log1p(counts.max(axis=1, keepdims=True).clip(min=1))
         self.prior = (np.log1p(counts) / top).astype(np.float32)  # (locales, ids) in [0, 1]
+        return self.fit_titles(catalog, self.prior)
+
+    def fit_titles(self, catalog: Catalog, prior: np.ndarray | None = None,
+                   locales: tuple[int, ...] | None = None) -> "TextKNN":
+        """Vectorise the titles of ``locales`` (None: every locale) only; ``prior`` (locales, ids) in [0, 1] or
+        None (no popularity: the pure text score that :mod:`recformer_m2.lexical` fuses into a model's retrieval)."""
+        self.num_ids = catalog.num_ids
+        self.prior = prior if prior is not None else np.zeros((len(LOCALES), catalog.num_ids), np.float32)
         titles = catalog.table["title"].to_numpy()
         self.codes: list[np.ndarray] = []
         self.local_prior: list[np.ndarray] = []  # prior of each locale's products, in vector-row order
@@ -144,7 +151,7 @@ class TextKNN(SessionRecommender):
         self.transposed: list[sp.csr_matrix] = []
         self.local = np.full((len(LOCALES), catalog.num_ids), -1, dtype=np.int32)  # code -> row of vectors
         for loc in range(len(LOCALES)):
-            codes = catalog.locale_codes(loc)
+            codes = catalog.locale_codes(loc) if locales is None or loc in locales else np.zeros(0, np.int64)
             self.local[loc, codes] = np.arange(len(codes))
             if len(codes):
                 matrix = title_tfidf(list(titles[catalog.rows(codes, loc)]), self.ngram_range, self.max_df,
@@ -155,8 +162,9 @@ class TextKNN(SessionRecommender):
             self.local_prior.append(self.prior[loc, codes])
             self.vectors.append(matrix)
             self.transposed.append(matrix.T.tocsr())  # (V, N) for query @ items.T
-            logger.info("textknn %s: %d products, %d n-grams, %.1f per title", LOCALES[loc], matrix.shape[0],
-                        matrix.shape[1], matrix.nnz / max(matrix.shape[0], 1))
+            if len(codes):
+                logger.info("textknn %s: %d products, %d n-grams, %.1f per title", LOCALES[loc], matrix.shape[0],
+                            matrix.shape[1], matrix.nnz / max(matrix.shape[0], 1))
         return self
 
     def similarity(self, locale: np.ndarray, codes_a: np.ndarray, codes_b: np.ndarray) -> np.ndarray:
@@ -184,12 +192,18 @@ class TextKNN(SessionRecommender):
     def scores(self, sessions: Sessions, locale: int) -> sp.csr_matrix:
         """(n, products of ``locale``) sparse text scores of sessions that all belong to ``locale``:
         sum over the last items of weight x cosine, plus the popularity prior where the text score is positive."""
-        vectors = self.vectors[locale]
         rows, codes, steps_back = last_items(sessions, self.last_items)
+        return self.tail_scores(rows, codes, steps_back, len(sessions), locale)
+
+    def tail_scores(self, rows: np.ndarray, codes: np.ndarray, steps_back: np.ndarray, n: int,
+                    locale: int) -> sp.csr_matrix:
+        """:meth:`scores` of ``n`` sessions given as flat (session, code, steps_back) of their latest items
+        (rows with ``steps_back >= last_items`` are ignored); columns are ``self.codes[locale]``."""
+        vectors = self.vectors[locale]
         weight = self.decay ** steps_back.astype(np.float64)
         local = self.local[locale, codes]
-        ok = local >= 0  # items not sold in the locale have no title there
-        pick = sp.csr_matrix((weight[ok], (rows[ok], local[ok])), shape=(len(sessions), vectors.shape[0]))
+        ok = (local >= 0) & (steps_back < self.last_items)  # items not sold in the locale have no title there
+        pick = sp.csr_matrix((weight[ok], (rows[ok], local[ok])), shape=(n, vectors.shape[0]))
         query = (pick @ vectors).astype(np.float32)  # (n, N) x (N, V) -> (n, V)
         scores = (query @ self.transposed[locale]).tocsr()  # (n, V) x (V, N) -> (n, N)
         scores.eliminate_zeros()

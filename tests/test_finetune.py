@@ -140,13 +140,17 @@ def test_api_keeps_caller_order_and_takes_attribute_dicts(finished_run, tiny_dat
         rec.encode_items(["B0NOTREAL0"], locale="ES")
 
 
-def test_recommender_ranks_by_cosine_plus_the_saved_prior(finished_run, tiny_data):
+def test_recommender_ranks_by_cosine_plus_the_saved_prior(finished_run, tiny_data, tmp_path):
     """The API's scores are the frozen table's cosine plus each item's saved bias, best first, checked
     against a brute-force pass over the locale's items."""
     from recformer_m2.encode import session_items
 
+    from recformer_m2.models import AutoModelForSeqRec
+
     _, best = finished_run
-    rec = Recommender.from_pretrained(best, tiny_data / "data", device="cpu")
+    model_alone = tmp_path / "model-alone"
+    AutoModelForSeqRec.from_pretrained(best).save_pretrained(model_alone, config_updates={"lexical_weight": 0.0})
+    rec = Recommender.from_pretrained(model_alone, tiny_data / "data", device="cpu")
     keys = rec.item_table
     assert np.abs(keys.bias).max() > 0
     test = M2Data(tiny_data / "data").test(2)
@@ -216,7 +220,7 @@ def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, 
 
     _, best = finished_run
     model = AutoModelForSeqRec.from_pretrained(best)
-    model.save_pretrained(tmp_path / "weighted", config_updates={"table_item_weight": 1.5})
+    model.save_pretrained(tmp_path / "weighted", config_updates={"table_item_weight": 1.5, "lexical_weight": 0.0})
     assert model.config.table_item_weight == 0.0  # written into the saved config only
     rec = Recommender.from_pretrained(tmp_path / "weighted", tiny_data / "data", device="cpu")
     assert rec.encoder.model.config.table_item_weight == 1.5
@@ -236,6 +240,80 @@ def test_recommender_adds_the_newest_items_table_row_to_the_query(finished_run, 
         brute = table[mine] @ query + keys.bias[mine]
         order = np.argsort(-brute)[:5]
         np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
+
+
+def test_lexical_weight_is_the_validation_best_of_its_grid_and_best_keeps_it(finished_run, tiny_data, tmp_path):
+    """Each lexical weight is scored as fused retrieval would rank with it; the best on validation is
+    returned and written into best/'s config; the model-alone metrics are unchanged by the grid."""
+    from recformer_m2.encode import RecformerEncoder, newest_item_rows, session_items
+    from recformer_m2.index import retrieval_queries
+    from recformer_m2.lexical import fused_top_k
+    from recformer_m2.metrics import rank_metrics
+    from recformer_m2.models import RecformerConfig
+
+    out, best = finished_run
+    saved = json.loads((best / "metrics.json").read_text())
+    assert saved["lexical_weight"] in tiny_config().lexical_grid
+    assert RecformerConfig.from_pretrained(best).lexical_weight == saved["lexical_weight"]
+    data = M2Data(tiny_data / "data")
+    config = tiny_config()
+    model, tokenizer = ft.load_seqrec(best, data, config, tmp_path)
+    fdata = ft.prepare_data(data, config)
+    encoder = RecformerEncoder(model.recformer, tokenizer, batch_size=16)
+    table = encoder.encode_items(fdata.items)
+    bias = ft.item_bias(model)
+    grid = (0.0, 0.5, 4.0)
+    plain = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets, bias=bias)
+    tuned = ft.evaluate(encoder, table, fdata, data.catalog, fdata.valid, fdata.valid_targets, bias=bias,
+                        lexical_grid=grid)
+    assert tuned["mrr@100"] == plain["mrr@100"]
+    rows = newest_item_rows(data.catalog, fdata.valid, fdata.codes, fdata.locales)
+    queries = retrieval_queries(encoder.encode_sessions(session_items(data.catalog, fdata.valid)),
+                                model.config.table_item_weight, table, rows)
+    direct = {}
+    for w in grid:  # the slow way: fused retrieval at each weight, scored
+        ranked, _ = fused_top_k(queries, fdata.valid.locale, fdata.valid.to_lists(), table, fdata.codes,
+                                fdata.locales, bias, fdata.lexical, w, 100)
+        direct[w] = float(rank_metrics(ranked, fdata.valid_targets, 100)["mrr"].mean())
+    assert len(set(round(v, 6) for v in direct.values())) > 1  # the weight matters here
+    chosen = max(direct, key=direct.get)
+    assert tuned["lexical_weight"] == chosen
+    assert tuned["lexical_mrr@100"] == pytest.approx(direct[chosen], abs=1e-6)
+    assert direct[0.0] == pytest.approx(plain["mrr@100"], abs=1e-6)  # weight 0: the index's ranking
+
+
+def test_recommender_adds_the_weighted_title_similarity(finished_run, tiny_data, tmp_path):
+    """With ``lexical_weight`` the API's scores are cosine + prior + weight x textknn's text score (no
+    popularity), checked against a brute-force pass over the locale's items."""
+    from recformer_m2.encode import session_items
+    from recformer_m2.models import AutoModelForSeqRec
+    from recformer_m2.textknn import TextKNN
+
+    _, best = finished_run
+    AutoModelForSeqRec.from_pretrained(best).save_pretrained(
+        tmp_path / "fused", config_updates={"table_item_weight": 0.0, "lexical_weight": 0.8})
+    rec = Recommender.from_pretrained(tmp_path / "fused", tiny_data / "data", device="cpu")
+    assert rec.lexical_weight == 0.8
+    data = M2Data(tiny_data / "data")
+    test = data.test(2)
+    codes, scores = rec.recommend_codes_with_scores(test, k=5, progress=False)
+    queries = rec.encoder.encode_sessions(session_items(rec.catalog, test))
+    text = TextKNN(popularity_weight=0.0, backfill=False).fit(data.catalog, data.train)
+    keys = rec.item_table
+    item_codes = rec.catalog.codes(keys.ids)
+    changed = 0
+    for i, (session, loc) in enumerate(zip(test.to_lists(), test.locale)):
+        words = text.scores(test.select([i]), int(loc)).toarray()[0]
+        column = {int(c): j for j, c in enumerate(text.codes[loc])}
+        mine = (keys.locales == loc) & ~np.isin(item_codes, session)
+        lexical = np.array([words[column[int(c)]] for c in item_codes[mine]])
+        alone = keys.embeddings[mine] @ queries[i] + keys.bias[mine]
+        brute = alone + 0.8 * lexical
+        order = np.argsort(-brute)[:5]
+        np.testing.assert_allclose(scores[i], brute[order], atol=1e-4)
+        assert codes[i][0] == item_codes[mine][order[0]]
+        changed += int(np.argsort(-alone)[0] != order[0])
+    assert changed  # the text term moves some session's first item
 
 
 def _signatures(sessions) -> Counter:

@@ -243,7 +243,9 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
     assert config.parallel_finetune
     rows = pipeline.train_recformer(out / "data", tmp_path, config)
     assert set(rows[2]) == {"recformer (zero-shot)", "recformer (supervised)", "recformer (pretrained+ft)",
+                            "recformer (supervised, model alone)", "recformer (pretrained+ft, model alone)",
                             "recformer (supervised, 50% data)", "recformer (pretrained+ft, 50% data)"}
+    assert rows[2]["recformer (supervised, model alone)"] == ("recformer-alone", tmp_path / "finetune-supervised" / "best")
     for run in ("finetune-supervised", "finetune-pretrained", "finetune-supervised-50pct", "finetune-pretrained-50pct"):
         assert (tmp_path / run / "done").exists() and (tmp_path / run / "best" / "model.safetensors").exists()
     assert json.loads((tmp_path / "finetune-pretrained-50pct" / "finetune_config.json").read_text())["train_fraction"] == 0.5

@@ -73,6 +73,10 @@ class RecformerConfig(LongformerConfig):
             vector before searching. Finetuning chooses it on validation with ``last_item_weight``.
             Why: the table is frozen from an earlier checkpoint, and the newest item's own row finds its
             siblings in that table better than the encoder's current reading of it does.
+        lexical_weight (`float`, defaults to 0.0):
+            Retrieval only: ``Recommender`` adds this times the title TF-IDF similarity of each product to
+            the session's last products (textknn's text score, :mod:`recformer_m2.lexical`) to its score;
+            0 searches by the model alone. Finetuning chooses it on validation (``lexical_grid``).
         temperature (`float`, defaults to 0.05):
             Cosine similarities are divided by it before every softmax (contrastive and ranking).
         token_type_size (`int`, defaults to 4):
@@ -112,6 +116,7 @@ class RecformerConfig(LongformerConfig):
     max_token_num: int = 1024
     pooler_type: str = "cls"
     table_item_weight: float | int = 0.0
+    lexical_weight: float | int = 0.0
     temperature: float | int = 0.05
     token_type_size: int = 4
     mlm_weight: float | int = 0.1
@@ -156,6 +161,8 @@ class RecformerConfig(LongformerConfig):
             raise ValueError(f"pooler_type must be one of {POOLER_TYPES}, got {self.pooler_type!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not self.lexical_weight >= 0:
+            raise ValueError(f"lexical_weight must be >= 0, got {self.lexical_weight}")
         for name in ("max_attr_num", "max_attr_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
