@@ -147,6 +147,8 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
         overrides["stages"] = [x for x in args.stages.split(",") if x]
     if args.transfer_fractions is not None:
         overrides["transfer_fractions"] = [float(x) for x in args.transfer_fractions.split(",") if x]
+    if args.stage0_fraction is not None:
+        overrides["stage0_fraction"] = args.stage0_fraction
     if args.styles is not None:
         overrides["styles"] = [x for x in args.styles.split(",") if x]
     config = load_config(PipelineConfig, args.config, overrides)
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transfer-fractions", default=None,
                    help="comma-separated shares of the ES/FR/IT training sessions (e.g. 0.1,0.25): a learning "
                         "curve of supervised vs pretrained+ft Recformer finetuning, as extra task-2 rows")
+    p.add_argument("--stage0-fraction", type=float, default=None,
+                   help="share of the UK/DE/JP training sessions the pretrained model is finetuned on before "
+                        "ES/FR/IT (stage 0, e.g. 0.1; default 0: off)")
     p.add_argument("--styles", default=None,
                    help="comma-separated synthetic generator styles: the heuristics scored on each style's data, "
                         "one more table per task (default: none, only the main data)")

@@ -231,6 +231,24 @@ def test_cli_pipeline_passes_list_options_on_and_they_are_off_by_default(tmp_pat
     assert getattr(PipelineConfig(), name) == []  # off in the main job: its time unchanged
 
 
+def test_cli_pipeline_passes_the_stage0_fraction_on(tmp_path, monkeypatch):
+    from recformer_m2 import cli, pipeline
+
+    seen = {}
+
+    def capture(config):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline, "run_pipeline", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["pipeline", "--out", str(tmp_path), "--stage0-fraction", "0.1"])
+    assert seen["config"].stage0_fraction == 0.1
+    with pytest.raises(SystemExit):
+        cli.main(["pipeline", "--out", str(tmp_path)])
+    assert seen["config"].stage0_fraction == PipelineConfig().stage0_fraction == 0  # off: the main job's time
+
+
 @pytest.mark.slow
 def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_run, tmp_path, monkeypatch):
     """The supervised finetuning runs in a second process; both finetuned models and the pretrained one come
@@ -239,17 +257,22 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
 
     out, _ = heuristics_run
     config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config="finetune/configs/tiny.json",
-                            transfer_fractions=[0.5])
+                            transfer_fractions=[0.5], stage0_fraction=0.5)
     assert config.parallel_finetune
     rows = pipeline.train_recformer(out / "data", tmp_path, config)
     assert set(rows[2]) == {"recformer (zero-shot)", "recformer (supervised)", "recformer (pretrained+ft)",
                             "recformer (supervised, model alone)", "recformer (pretrained+ft, model alone)",
                             "recformer (supervised, 50% data)", "recformer (pretrained+ft, 50% data)"}
     assert rows[2]["recformer (supervised, model alone)"] == ("recformer-alone", tmp_path / "finetune-supervised" / "best")
-    for run in ("finetune-supervised", "finetune-pretrained", "finetune-supervised-50pct", "finetune-pretrained-50pct"):
+    # stage 0: the pretrained model finetuned on half of the UK/DE/JP sessions, one stage, no fusion; the
+    # ES/FR/IT finetuning starts from it, and it is task 1's Recformer row
+    stage0 = json.loads((tmp_path / "stage0" / "finetune_config.json").read_text())
+    assert (stage0["task"], stage0["train_fraction"], stage0["stage2_epochs"], stage0["lexical_grid"]) == (1, 0.5, 0, [])
+    assert rows[1] == {"recformer (pretrained+stage 0)": ("recformer", tmp_path / "stage0" / "best")}
+    for run in ("finetune-supervised", "finetune-stage0", "finetune-supervised-50pct", "finetune-stage0-50pct"):
         assert (tmp_path / run / "done").exists() and (tmp_path / run / "best" / "model.safetensors").exists()
-    assert json.loads((tmp_path / "finetune-pretrained-50pct" / "finetune_config.json").read_text())["train_fraction"] == 0.5
-    assert pipeline.transfer_models(2, rows[2]) == [tmp_path / "finetune-pretrained" / "best"]  # curve rows not fused
+    assert json.loads((tmp_path / "finetune-stage0-50pct" / "finetune_config.json").read_text())["train_fraction"] == 0.5
+    assert pipeline.transfer_models(2, rows[2]) == [tmp_path / "finetune-stage0" / "best"]  # curve rows not fused
     assert "finetuning done" in (tmp_path / "finetune-supervised" / "finetune.log").read_text()
 
     def no_training(*args, **kwargs):
