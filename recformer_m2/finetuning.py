@@ -115,6 +115,18 @@ class FinetuneConfig:
     """Train on every prefix of each training session (``Sessions.prefixes``: about four examples per
     session, as GRU4Rec-style session models train) rather than on its ``prev_items`` alone. Validation
     always scores whole sessions."""
+    transductive: bool = False
+    """Also train on the ``prev_items`` of the sessions the model will rank: the validation sessions and the
+    task's test file (when the folder has one). Each of their items after the first is a target for the
+    items before it; their real targets are never read. Co-visitation's strongest lever on real sessions
+    is the same evidence (``covis-queries``). These sessions also count in the popularity prior, and they
+    are not thinned by ``train_fraction``."""
+    cross_locale: bool = False
+    """Also train on the other locales' training sessions (task 2: UK/DE/JP) whose target a task locale
+    sells, as sessions of that locale: a product keeps its id across locales (on Amazon-M2 about 40% of
+    ES/FR/IT's products are also DE's), so a transition seen in DE is read in ES text. Items the locale
+    does not sell are left out of the session; an example left with none is dropped. Not thinned by
+    ``train_fraction``; the popularity prior still counts the task's own sessions only."""
     lora: bool = False
     """Train LoRA adapters on the attention projections instead of all weights (peft); merged into ``best``."""
     lora_r: int = 8
@@ -193,6 +205,8 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
             raise ValueError(f"train_fraction {config.train_fraction} keeps none of the {len(train)} training sessions")
         logger.info("training on %d of %d sessions (train_fraction %g)", keep.sum(), len(train), config.train_fraction)
         train = train.select(keep)
+    if config.transductive:
+        train = Sessions.concatenate([train, ranked_inputs(data, valid, config.task).inputs_as_sessions()])
     prior = None
     if config.popularity_prior:  # from the sessions trained on only: validation targets stay unseen
         prior = np.log1p(occurrence_counts(train, catalog.num_ids)[item_locales, codes]).astype(np.float32)
@@ -200,6 +214,12 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
         sessions = len(train)
         train = train.prefixes(max_items)
         logger.info("%d training examples from every prefix of %d sessions", len(train), sessions)
+    if config.cross_locale:
+        moved = moved_sessions(catalog, data.train, locales)
+        if config.prefix_examples:
+            moved = moved.prefixes(max_items)
+            moved = moved.select((catalog.newest_sold(moved) >= 0) & (catalog.rows(moved.next_item, moved.locale) >= 0))
+        train = Sessions.concatenate([train, moved])
     labels = position[train.locale, train.next_item]
     usable = labels >= 0
     if not usable.all():
@@ -210,6 +230,35 @@ def prepare_data(data: M2Data, config: FinetuneConfig, max_items: int | None = N
         lexical = TitleSimilarity.fit(catalog, tuple(LOCALES.index(loc) for loc in locales))
     return FinetuneData(codes, item_locales, catalog_items(catalog, rows), train.select(usable), labels[usable],
                         valid, valid.next_item, prior, lexical)
+
+
+def ranked_inputs(data: M2Data, valid: Sessions, task: int) -> Sessions:
+    """The sessions a finetuned model will rank, targets withheld: ``valid`` and the task's test file in the
+    task's locales (the latter only where the folder has it)."""
+    parts = [valid]
+    if data.has_test(task):
+        test = data.test(task)
+        parts.append(test.select(test.in_locales(TASK_LOCALES[task])))
+    ranked = Sessions.concatenate(parts)
+    withheld = Sessions(ranked.items, ranked.offsets, ranked.locale, np.full(len(ranked), -1, ranked.next_item.dtype),
+                        ranked.source)
+    logger.info("transductive: %d sessions to rank (%d validation), their prev_items only", len(withheld), len(valid))
+    return withheld
+
+
+def moved_sessions(catalog: Catalog, sessions: Sessions, locales: tuple[str, ...]) -> Sessions:
+    """The sessions of the locales outside ``locales`` whose target one of ``locales`` sells, as sessions
+    of that locale (one copy per locale that sells it), keeping only those with an item it sells."""
+    others = sessions.select(~sessions.in_locales(list(locales)))
+    parts = []
+    for loc in locales:
+        index = LOCALES.index(loc)
+        sold = others.select(catalog.rows(others.next_item, index) >= 0)
+        there = dataclasses.replace(sold, locale=np.full(len(sold), index, dtype=sold.locale.dtype))
+        parts.append(there.select(catalog.newest_sold(there) >= 0))
+    moved = Sessions.concatenate(parts)
+    logger.info("cross-locale: %d sessions of other locales whose target %s sells", len(moved), "/".join(locales))
+    return moved
 
 
 def load_seqrec(pretrained: str | Path, data: M2Data, config: FinetuneConfig, out: Path):

@@ -227,6 +227,26 @@ def test_prefixes_predict_every_new_item_from_what_came_before():
     assert short.next_item.tolist() == got.next_item.tolist()
 
 
+def test_inputs_as_sessions_turn_prev_items_into_targets_and_never_read_next_item():
+    sessions = _sessions([[1, 2, 1, 6], [4], [], [7, 8]], [3, 5, 9, -1], [0, 3, 1, 2])
+    got = sessions.inputs_as_sessions()
+    assert [s.tolist() for s in got.to_lists()] == [[1, 2, 1], [7]]  # fewer than two items: nothing to learn
+    assert got.next_item.tolist() == [6, 8] and got.locale.tolist() == [0, 2]
+    relabelled = _sessions([[1, 2, 1, 6], [4], [], [7, 8]], [11, 12, 13, 14], [0, 3, 1, 2])
+    assert relabelled.inputs_as_sessions().next_item.tolist() == [6, 8]  # the real targets play no part
+    # with prefixes: [1] -> 2, [1, 2, 1] -> 6, [7] -> 8 (the repeat of 1 is dropped as a target)
+    pairs = [(s.tolist(), int(t)) for s, t in zip(got.prefixes().to_lists(), got.prefixes().next_item)]
+    assert pairs == [([1], 2), ([1, 2, 1], 6), ([7], 8)]
+
+
+def test_concatenate_keeps_every_session_in_order():
+    a = _sessions([[1, 2], [3]], [4, 5], [0, 1])
+    b = _sessions([[], [6, 7, 8]], [9, -1], [2, 3])
+    both = m2_module.Sessions.concatenate([a, b])
+    assert [s.tolist() for s in both.to_lists()] == [[1, 2], [3], [], [6, 7, 8]]
+    assert both.next_item.tolist() == [4, 5, 9, -1] and both.locale.tolist() == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1 << 20])
 def test_utf8_check_names_the_same_byte_at_any_chunk_size(tmp_path, chunk):
     path = tmp_path / "x.csv"

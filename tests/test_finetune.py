@@ -10,6 +10,7 @@ import torch
 
 from recformer_m2 import Recommender
 from recformer_m2 import finetuning as ft
+from recformer_m2.constants import LOCALES
 from recformer_m2.data import M2Data
 from recformer_m2.finetuning import FinetuneConfig, run_finetuning
 from recformer_m2.recommender import encode_catalog
@@ -336,6 +337,40 @@ def test_train_fraction_keeps_a_seeded_share_of_training_sessions_and_the_same_v
         ft.prepare_data(data, tiny_config(train_fraction=0.0))
     with pytest.raises(ValueError, match="keeps none"):
         ft.prepare_data(data, tiny_config(train_fraction=1e-9))
+
+
+def test_transductive_adds_the_ranked_sessions_prev_items_and_none_of_their_targets(tiny_data):
+    """The sessions to rank (validation, the task's test file) add their own items as targets, with their
+    real targets withheld (``Sessions.inputs_as_sessions`` never reads them: tests/test_data.py)."""
+    data = M2Data(tiny_data / "data")
+    config = dict(prefix_examples=False, popularity_prior=False)
+    plain = ft.prepare_data(data, tiny_config(**config))
+    both = ft.prepare_data(data, tiny_config(**config, transductive=True))
+    ranked = ft.ranked_inputs(data, plain.valid, 2)
+    assert (ranked.next_item == -1).all()
+    assert len(ranked) == len(plain.valid) + int(data.test(2).in_locales(["ES", "FR", "IT"]).sum())
+    added = _signatures(both.train) - _signatures(plain.train)
+    assert sum(added.values()) == len(both.train) - len(plain.train) > 0
+    assert not added - _signatures(ranked.inputs_as_sessions())  # only the ranked sessions' own items
+    assert _signatures(both.valid) == _signatures(plain.valid)
+
+
+def test_cross_locale_reads_other_locales_sessions_in_a_task_locale_that_sells_their_target(tiny_data):
+    data = M2Data(tiny_data / "data")
+    catalog = data.catalog
+    config = dict(prefix_examples=False, popularity_prior=False)
+    plain = ft.prepare_data(data, tiny_config(**config))
+    both = ft.prepare_data(data, tiny_config(**config, cross_locale=True))
+    moved = ft.moved_sessions(catalog, data.train, ("ES", "FR", "IT"))
+    assert len(moved) > 0 and set(moved.locale.tolist()) <= {LOCALES.index(x) for x in ("ES", "FR", "IT")}
+    assert (catalog.rows(moved.next_item, moved.locale) >= 0).all()  # the locale sells the target
+    assert (catalog.newest_sold(moved) >= 0).all()  # and at least one item of the session
+    # each is a UK/DE/JP training session, unchanged but for its locale (one copy per locale selling the target)
+    source = data.train.select(data.train.in_locales(["UK", "DE", "JP"]))
+    originals = {(tuple(source[i].tolist()), int(source.next_item[i])) for i in range(len(source))}
+    assert {(tuple(moved[i].tolist()), int(moved.next_item[i])) for i in range(len(moved))} <= originals
+    assert _signatures(both.train) - _signatures(plain.train) == _signatures(moved)
+    assert _signatures(both.valid) == _signatures(plain.valid)
 
 
 def test_best_folder_round_trips_through_the_auto_class_with_identical_recommendations(finished_run, tiny_data,

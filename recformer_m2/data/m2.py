@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -306,6 +307,26 @@ class Sessions:
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         predicted = (position > offsets[:-1][owner]) & (first[inverse] == position)
         return full, position[predicted]
+
+    def inputs_as_sessions(self) -> "Sessions":
+        """Each session's ``prev_items`` as a session of its own whose last item is its target: what a model
+        may learn from sessions it will rank, never reading their real targets (``next_item`` is ignored).
+        Sessions of fewer than two items are left out."""
+        keep = self.select(self.lengths >= 2)
+        last = keep.offsets[1:] - 1
+        earlier = np.ones(len(keep.items), dtype=bool)
+        earlier[last] = False
+        offsets = keep.offsets - np.arange(len(keep) + 1, dtype=np.int64)
+        return Sessions(keep.items[earlier], offsets, keep.locale, keep.items[last].astype(keep.next_item.dtype),
+                        keep.source)
+
+    @staticmethod
+    def concatenate(parts: Sequence[Sessions]) -> "Sessions":
+        """The sessions of ``parts``, in order, as one set."""
+        sizes = np.cumsum([0] + [len(p.items) for p in parts[:-1]])
+        offsets = np.concatenate([[0]] + [p.offsets[1:] + size for p, size in zip(parts, sizes)]).astype(np.int64)
+        return Sessions(np.concatenate([p.items for p in parts]), offsets, np.concatenate([p.locale for p in parts]),
+                        np.concatenate([p.next_item for p in parts]), "+".join(dict.fromkeys(p.source for p in parts)))
 
     def prefixes(self, max_length: int | None = None) -> "Sessions":
         """:meth:`prefix_positions` as sessions of their own: each keeps the newest ``max_length`` items
@@ -713,6 +734,9 @@ class M2Data:
     def test(self, task: int) -> Sessions:
         """Test sessions of a task, every row kept (row-aligned with the submission and ground truth)."""
         return self._load_sessions(f"sessions_test_task{task}", has_target=False, drop_unusable=False)
+
+    def has_test(self, task: int) -> bool:
+        return _find_source(self.folder, f"sessions_test_task{task}", required=False) is not None
 
     def has_truth(self, task: int) -> bool:
         return _find_source(self.folder, f"gt_task{task}", required=False) is not None
