@@ -126,7 +126,9 @@ class FinetuneConfig:
     sells, as sessions of that locale: a product keeps its id across locales (on Amazon-M2 about 40% of
     ES/FR/IT's products are also DE's), so a transition seen in DE is read in ES text. Items the locale
     does not sell are left out of the session; an example left with none is dropped. Not thinned by
-    ``train_fraction``; the popularity prior still counts the task's own sessions only."""
+    ``train_fraction``; the popularity prior still counts the task's own sessions only. On synthetic ``m2``
+    ``small`` (962 such examples beside 19k) validation MRR@100 of supervised finetuning rose from .2569 to
+    .2625: ``finetune/configs/small.json`` turns it on (pretrain/README.md, "Transfer to ES/FR/IT")."""
     lora: bool = False
     """Train LoRA adapters on the attention projections instead of all weights (peft); merged into ``best``."""
     lora_r: int = 8
