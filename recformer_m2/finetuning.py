@@ -242,8 +242,7 @@ def ranked_inputs(data: M2Data, valid: Sessions, task: int) -> Sessions:
         test = data.test(task)
         parts.append(test.select(test.in_locales(TASK_LOCALES[task])))
     ranked = Sessions.concatenate(parts)
-    withheld = Sessions(ranked.items, ranked.offsets, ranked.locale, np.full(len(ranked), -1, ranked.next_item.dtype),
-                        ranked.source)
+    withheld = dataclasses.replace(ranked, next_item=np.full(len(ranked), -1, ranked.next_item.dtype))
     logger.info("transductive: %d sessions to rank (%d validation), their prev_items only", len(withheld), len(valid))
     return withheld
 
