@@ -14,7 +14,7 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 CONFIG="$HERE/finetune/configs/small.json"
 python "$HERE/finetune/finetune.py" --data "$DATA" --pretrained "$RUN/pretrain/final" --out "$RUN/stage0" \
   --config "$CONFIG" --task 1 --train-fraction "$FRACTION" --stage1-epochs "$EPOCHS" --stage2-epochs 0 \
-  --lexical-grid ''
+  --lexical-grid '' --cross-locale false  # cross-locale sessions of task 1 are the ES/FR/IT ones validated on later
 bash "$HERE/finetune/finetune.sh" "$DATA" "$RUN/stage0/best" "$RUN/stage0-ft" --config "$CONFIG"
 python "$HERE/bench/bench_transfer.py" --data "$DATA" --versus supervised \
   --model "supervised=recformer-alone:$RUN/finetune-supervised/best" \

@@ -431,9 +431,11 @@ def train_recformer(folder: Path, out: Path, config: PipelineConfig) -> dict[int
         if not (stage0 / "done").exists():
             logger.info("stage 0: finetuning the pretrained model on %g%% of the UK/DE/JP training sessions",
                         100 * config.stage0_fraction)
+            # No cross-locale sessions here: in task 1 they would be the ES/FR/IT training sessions, the
+            # very ones the ES/FR/IT finetuning then holds out to validate on.
             run_finetuning(folder, pretrained, stage0, replace(
                 finetune, task=1, train_fraction=config.stage0_fraction, stage1_epochs=config.stage0_epochs,
-                stage2_epochs=0, lexical_grid=()))
+                stage2_epochs=0, lexical_grid=(), cross_locale=False))
             (stage0 / "done").touch()
         start = stage0 / "best"
     supervised = out / "finetune-supervised"

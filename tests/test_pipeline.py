@@ -11,6 +11,8 @@ import pytest
 
 from recformer_m2.pipeline import PipelineConfig, StageClock, run_pipeline
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def heuristics_run(tmp_path_factory) -> tuple[Path, dict[str, pd.DataFrame]]:
@@ -256,7 +258,10 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
     from recformer_m2 import pipeline
 
     out, _ = heuristics_run
-    config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config="finetune/configs/tiny.json",
+    finetune_config = tmp_path / "finetune_tiny_cross.json"
+    finetune_config.write_text(json.dumps({**json.loads((REPO / "finetune/configs/tiny.json").read_text()),
+                                           "cross_locale": True}))
+    config = PipelineConfig(pretrain_config="pretrain/configs/tiny.json", finetune_config=str(finetune_config),
                             transfer_fractions=[0.5], stage0_fraction=0.5)
     assert config.parallel_finetune
     rows = pipeline.train_recformer(out / "data", tmp_path, config)
@@ -268,6 +273,9 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
     # ES/FR/IT finetuning starts from it, and it is task 1's Recformer row
     stage0 = json.loads((tmp_path / "stage0" / "finetune_config.json").read_text())
     assert (stage0["task"], stage0["train_fraction"], stage0["stage2_epochs"], stage0["lexical_grid"]) == (1, 0.5, 0, [])
+    # task 1's cross-locale sessions would be the ES/FR/IT sessions the later finetuning validates on
+    assert stage0["cross_locale"] is False
+    assert json.loads((tmp_path / "finetune-stage0" / "finetune_config.json").read_text())["cross_locale"] is True
     assert rows[1] == {"recformer (pretrained+stage 0)": ("recformer", tmp_path / "stage0" / "best")}
     for run in ("finetune-supervised", "finetune-stage0", "finetune-supervised-50pct", "finetune-stage0-50pct"):
         assert (tmp_path / run / "done").exists() and (tmp_path / run / "best" / "model.safetensors").exists()

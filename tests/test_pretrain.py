@@ -31,7 +31,9 @@ from recformer_m2.pretraining import (
     ItemTable,
     PretrainConfig,
     PretrainDataset,
+    alignment_examples,
     build_examples,
+    concatenate_examples,
     deepspeed_config,
     epoch_batches,
     latest_tag,
@@ -94,6 +96,36 @@ def test_build_examples_pairs_prefix_and_next_item(tmp_path, cache_dir):
                       ("A", "DE"): 2, ("B", "DE"): 1, ("X", "DE"): 0}
     with pytest.raises(ValueError, match="no row in the item table"):
         PretrainDataset(catalog, examples, ItemTable.of_locales(catalog, ["DE"]).index)
+
+
+def test_alignment_examples_pair_a_products_texts_across_locales(tmp_path, cache_dir):
+    products = [
+        ("A", "DE", "alpha de"), ("B", "DE", "beta de"), ("C", "UK", "gamma"),
+        ("A", "ES", "alpha es"), ("C", "ES", "gamma es"), ("D", "ES", "delta es"),  # D: ES only
+        ("B", "FR", "beta fr"),
+    ]
+    data = M2Data(write_m2_folder(tmp_path / "d", products, [(["A"], "B", "DE")]), cache_dir=cache_dir)
+    catalog = data.catalog
+    pairs = alignment_examples(catalog, ["UK", "DE"], ["ES", "FR"])
+    dataset = PretrainDataset(catalog, pairs)
+    seen = {(dict(ex["items"][0])["title"], dict(ex["next_item"])["title"], catalog.ids[ex["next_item_id"]])
+            for ex in dataset}
+    assert len(dataset) == len(seen) == 6
+    assert seen == {("gamma", "gamma es", "C"), ("gamma es", "gamma", "C"), ("alpha de", "alpha es", "A"),
+                    ("alpha es", "alpha de", "A"), ("beta de", "beta fr", "B"), ("beta fr", "beta de", "B")}
+    assert (pairs.session == -1).all() and list(np.diff(pairs.offsets)) == [1] * 6
+    assert len(alignment_examples(catalog, ["UK"], ["FR"])) == 0
+
+    # Appended to the session examples, every example keeps its own prefix and next item.
+    sessions = build_examples(catalog, data.train, ["DE"])
+    both = concatenate_examples([sessions, pairs])
+    assert len(both) == 7 and list(both.prefix(0)) == list(sessions.prefix(0))
+    assert [list(both.prefix(1 + i)) for i in range(6)] == [list(pairs.prefix(i)) for i in range(6)]
+    assert list(both.next_rows) == list(sessions.next_rows) + list(pairs.next_rows)
+    with pytest.raises(ValueError, match="in-batch negatives"):
+        PretrainConfig(align_locales=["ES"], table_negatives=True)
+    with pytest.raises(ValueError, match="unknown locale"):
+        PretrainConfig(align_locales=["XX"])
 
 
 def test_epoch_batches_deterministic_disjoint_and_equal_per_rank():

@@ -28,8 +28,8 @@ order, masking), :mod:`.distributed` (process group, DeepSpeed JSON), :mod:`.che
 
 from .checkpoints import export_checkpoint, latest_tag
 from .config import CHECKPOINTS, FINAL, METRICS_FILE, PretrainConfig, model_config, read_model_config, with_model_fields
-from .data import (ItemTable, MicroBatches, PretrainData, PretrainDataset, PretrainExamples, build_examples, epoch_batches,
-                   prepare_data)
+from .data import (ItemTable, MicroBatches, PretrainData, PretrainDataset, PretrainExamples, alignment_examples,
+                   build_examples, concatenate_examples, epoch_batches, prepare_data)
 from .distributed import DistEnv, deepspeed_config
 from .run import build_model, run_pretraining
 from .validation import retrieval_metrics, validate
@@ -47,7 +47,9 @@ __all__ = [
     "PretrainData",
     "PretrainDataset",
     "PretrainExamples",
+    "alignment_examples",
     "build_examples",
+    "concatenate_examples",
     "build_model",
     "deepspeed_config",
     "epoch_batches",

@@ -42,6 +42,10 @@ class PretrainConfig:
     """Locales whose training sessions are trained on."""
     zero_shot_locales: list[str] = field(default_factory=lambda: ["ES", "FR", "IT"])
     """Locales never trained on whose held-out sessions are also scored by retrieval (zero-shot transfer)."""
+    align_locales: list[str] = field(default_factory=list)
+    """Locales whose catalog text is aligned with the training locales' text of the same products
+    (:func:`~recformer_m2.pretraining.data.alignment_examples`): product pairs, no sessions of these locales.
+    Needs in-batch negatives (not ``table_negatives``)."""
     valid_fraction: float = 0.05
     """Share of training sessions held out for validation (:func:`~recformer_m2.data.validation_split`)."""
     max_valid_per_locale: int = 2000
@@ -115,7 +119,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         self.model = read_model_config(self.model)
-        for name in ("locales", "zero_shot_locales"):
+        for name in ("locales", "zero_shot_locales", "align_locales"):
             unknown = sorted(set(getattr(self, name)) - set(LOCALES))
             if unknown:
                 raise ValueError(f"{name} has unknown locale(s) {unknown}; choose from {list(LOCALES)}")
@@ -128,6 +132,9 @@ class PretrainConfig:
         bad = {name: getattr(self, name) for name in positive if getattr(self, name) < 1}
         if bad:
             raise ValueError(f"these settings must be at least 1: {bad}")
+        if self.align_locales and self.table_negatives:
+            raise ValueError("align_locales needs in-batch negatives: the item table holds only the training "
+                             "locales' products; set table_negatives to false or align_locales to []")
         if self.table_prior < 0:
             raise ValueError(f"table_prior must be >= 0, got {self.table_prior}")
         if self.max_steps < 0 or (self.max_steps == 0 and self.epochs < 1):

@@ -67,6 +67,51 @@ def build_examples(catalog: Catalog, sessions: Sessions, locales: Sequence[str])
     )
 
 
+def alignment_examples(catalog: Catalog, locales: Sequence[str], align_locales: Sequence[str]) -> PretrainExamples:
+    """Translation pairs from the catalog alone: for every product sold both in one of ``locales`` and in one of
+    ``align_locales``, two one-item examples, its sentence in the first as the session and in the second as the
+    next item, and the reverse. The contrast then pulls a product's texts in two languages together, which
+    carries what the large locales' sessions teach over to the small locales' wording; the prefix side gets
+    the MLM loss, so both languages are also masked and predicted. ``session`` is -1: no session is read.
+    """
+    prefix, target, codes, locale = [], [], [], []
+    for loc in dict.fromkeys(locales):
+        for other in dict.fromkeys(align_locales):
+            if other == loc:
+                continue
+            shared = np.intersect1d(catalog.locale_codes(loc), catalog.locale_codes(other))
+            rows_here = catalog.rows(shared, LOCALES.index(loc))
+            rows_there = catalog.rows(shared, LOCALES.index(other))
+            prefix += [rows_here, rows_there]
+            target += [rows_there, rows_here]
+            codes += [shared, shared]
+            locale += [np.full(len(shared), LOCALES.index(other)), np.full(len(shared), LOCALES.index(loc))]
+    if not prefix:
+        return concatenate_examples([])
+    n = sum(len(p) for p in prefix)
+    return PretrainExamples(
+        rows=np.concatenate(prefix).astype(np.int32),
+        offsets=np.arange(n + 1, dtype=np.int64),
+        next_rows=np.concatenate(target).astype(np.int32),
+        next_codes=np.concatenate(codes).astype(np.int32),
+        locale=np.concatenate(locale).astype(np.int8),
+        session=np.full(n, -1, dtype=np.int64),
+    )
+
+
+def concatenate_examples(parts: Sequence[PretrainExamples]) -> PretrainExamples:
+    """The examples of ``parts``, one after another."""
+    lengths = [np.diff(p.offsets) for p in parts]
+    return PretrainExamples(
+        rows=np.concatenate([p.rows for p in parts] or [np.zeros(0)]).astype(np.int32),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate(lengths or [np.zeros(0)]))]).astype(np.int64),
+        next_rows=np.concatenate([p.next_rows for p in parts] or [np.zeros(0)]).astype(np.int32),
+        next_codes=np.concatenate([p.next_codes for p in parts] or [np.zeros(0)]).astype(np.int32),
+        locale=np.concatenate([p.locale for p in parts] or [np.zeros(0)]).astype(np.int8),
+        session=np.concatenate([p.session for p in parts] or [np.zeros(0)]).astype(np.int64),
+    )
+
+
 class PretrainDataset(Dataset):
     """Examples as the collator takes them: ``{"items", "next_item", "next_item_id"}`` with attribute texts,
     or ``{"items", "label"}`` with ``table_index`` (catalog row -> item-table row): the next item's table row.
@@ -198,6 +243,11 @@ def prepare_data(data: M2Data, config: PretrainConfig) -> PretrainData:
     fit, held = validation_split(sessions, config.valid_fraction, config.split_seed, config.max_valid_per_locale)
     catalog = data.catalog
     train = build_examples(catalog, sessions.select(fit), config.locales)
+    if config.align_locales:
+        pairs = alignment_examples(catalog, config.locales, config.align_locales)
+        logger.info("alignment examples: %d (products of %s also sold in %s, both directions)", len(pairs),
+                    config.locales, config.align_locales)
+        train = concatenate_examples([train, pairs])
     valid_sessions = sessions.select(held)
     valid = build_examples(catalog, valid_sessions, config.locales)
     # Retrieval: held-out sessions with a scorable target (it has text in the locale and a previous item does).
@@ -206,7 +256,7 @@ def prepare_data(data: M2Data, config: PretrainConfig) -> PretrainData:
               for loc in LOCALES]
     retrieval = valid_sessions.select(np.sort(np.concatenate(picked)))
     for name, examples in (("train", train), ("valid", valid)):
-        counts = {loc: int((examples.locale == LOCALES.index(loc)).sum()) for loc in config.locales}
+        counts = {LOCALES[loc]: int((examples.locale == loc).sum()) for loc in np.unique(examples.locale)}
         logger.info("%s examples: %d %s", name, len(examples), counts)
     logger.info("retrieval sessions: %s",
                 {LOCALES[loc]: int((retrieval.locale == loc).sum()) for loc in np.unique(retrieval.locale)})
