@@ -29,8 +29,8 @@ from .errors import MissingTextError
 from .heuristics import RANKING_METHODS, TITLE_METHODS
 from .methods import ranking_method, title_method
 from .metrics import title_bleu
-from .report import (StyleResult, against_simple, cold_mask, plot_metric, score_ranking, titles_against_simple,
-                     with_split, write_report)
+from .report import (StyleResult, against_simple, cold_mask, plot_curve, plot_metric, score_ranking,
+                     titles_against_simple, transfer_curve, with_split, write_report)
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +315,9 @@ def run_pipeline(config: PipelineConfig) -> dict[str, pd.DataFrame]:
                 f"Task 1 (UK, DE, JP): MRR@100, {splits[1][0]}")
     plot_metric(results["task2"], "MRR@100", out / "plots" / "task2_mrr.png",
                 f"Task 2 (ES, FR, IT): MRR@100, {splits[2][0]}")
+    curve = transfer_curve(results["task2"])
+    if len(curve):
+        plot_curve(curve, out / "plots" / "task2_curve.png", f"Task 2 learning curve, {splits[2][0]}")
     if "task3" in results:
         plot_metric(results["task3"], "BLEU", out / "plots" / "task3_bleu.png",
                     f"Task 3: next-title BLEU, {splits[3][0]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,60 @@ def plot_metric(table: pd.DataFrame, metric: str, path: Path, title: str) -> Non
     plt.close(fig)
 
 
+CURVE_ROW = re.compile(r"^(?P<name>.+) \((?P<start>[^,()]+), (?P<share>[0-9.]+)% data\)$")
+"""Task-2 rows of a share of the ES/FR/IT training sessions, e.g. ``recformer (supervised, 10% data)``."""
+
+
+def transfer_curve(table: pd.DataFrame, metric: str = "MRR@100") -> pd.DataFrame:
+    """The learning curve in a task table: overall ``metric`` by share of the small locales' training sessions
+    (rows), one column per start (``supervised``, ``pretrained+ft``, ...), and each start's gain over the
+    first. The 100% point is the full-data row of the same name and start (``recformer (supervised)``);
+    empty when the table has no share rows."""
+    overall = table[table["locale"] == "overall"].set_index("method")[metric]
+    points = {}
+    for method, value in overall.items():
+        match = CURVE_ROW.match(method)
+        if match:
+            points[match["name"], match["start"], float(match["share"])] = value
+    for name, start in {(name, start) for name, start, _ in points}:
+        full = f"{name} ({start})"
+        if full in overall.index:
+            points[name, start, 100.0] = overall[full]
+    if not points:
+        return pd.DataFrame()
+    curve = pd.Series(points).unstack([0, 1])
+    curve.columns = [start for _, start in curve.columns]
+    curve.index.name = "% of sessions"
+    starts = list(dict.fromkeys(start for _, start, _ in points))
+    curve = curve[sorted(starts, key=lambda s: (s != "supervised", s))]
+    for start in curve.columns[1:]:
+        curve[f"{start} gain"] = curve[start] - curve[curve.columns[0]]
+    return curve
+
+
+def plot_curve(curve: pd.DataFrame, path: Path, title: str) -> None:
+    """Lines of :func:`transfer_curve`: the metric against the share of sessions, one line per start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for start in [c for c in curve.columns if not c.endswith(" gain")]:
+        ax.plot(curve.index, curve[start], marker="o", label=start)
+    ax.set_xscale("log")
+    ax.set_xticks(list(curve.index), [f"{x:g}" for x in curve.index])
+    ax.set_xlabel("% of ES/FR/IT training sessions")
+    ax.set_ylabel("MRR@100")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def format_table(table: pd.DataFrame, metrics: list[str]) -> str:
     """Methods as rows, locales as columns, for one metric at a time (the paper's table shape)."""
     blocks = []
@@ -198,6 +253,11 @@ def write_report(out: Path, folder: Path, results: dict[str, pd.DataFrame], spli
         lines += ["## Skipped", "", *[f"- {note}" for note in notes], ""]
     for task in (1, 2):
         lines += task_lines(results, task, *splits[task], plot=f"plots/task{task}_mrr.png")
+    curve = transfer_curve(results["task2"])
+    if len(curve):
+        lines += [f"### Task 2 learning curve: overall MRR@100 by share of the ES/FR/IT training sessions "
+                  f"{split_heading(*splits[2])}", "", "```", curve.to_string(float_format=lambda v: f"{v:.4f}"),
+                  "```", "", "![task 2 learning curve](plots/task2_curve.png)", ""]
     if "task3" in results:
         lines += task_lines(results, 3, *splits[3], plot="plots/task3_bleu.png")
     if "title_speed" in results:

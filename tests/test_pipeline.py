@@ -290,3 +290,21 @@ def test_recformer_stage_finetunes_from_scratch_beside_pretraining(heuristics_ru
     monkeypatch.setattr("subprocess.run", no_training)
     monkeypatch.setattr("recformer_m2.finetuning.run_finetuning", no_training)
     assert pipeline.train_recformer(out / "data", tmp_path, config) == rows
+
+
+def test_transfer_curve_reads_the_share_rows_and_their_full_data_points(tmp_path):
+    from recformer_m2.report import plot_curve, transfer_curve
+
+    scores = {"recformer (supervised)": .25, "recformer (pretrained+ft)": .26, "recformer (supervised, model alone)": .2,
+              "recformer (supervised, 10% data)": .19, "recformer (pretrained+ft, 10% data)": .22,
+              "recformer (supervised, 50% data)": .23, "recformer (pretrained+ft, 50% data)": .235, "textknn": .21}
+    table = pd.DataFrame([{"method": m, "locale": loc, "MRR@100": v - (loc == "ES") * .01}
+                          for m, v in scores.items() for loc in ("ES", "overall")])
+    curve = transfer_curve(table)
+    assert list(curve.index) == [10.0, 50.0, 100.0]
+    assert list(curve.columns) == ["supervised", "pretrained+ft", "pretrained+ft gain"]
+    assert curve["supervised"].tolist() == [.19, .23, .25]  # overall rows, not ES
+    assert curve["pretrained+ft gain"].tolist() == pytest.approx([.03, .005, .01])
+    plot_curve(curve, tmp_path / "curve.png", "t")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert transfer_curve(table[~table["method"].str.contains("% data")]).empty
