@@ -49,6 +49,23 @@ def validation_mrr(folder: Path) -> tuple[float, float]:
     return float(metrics.get("mrr@100", float("nan"))), float(metrics.get("lexical_mrr@100", float("nan")))
 
 
+def title_overlap(data: M2Data, sessions, targets: np.ndarray) -> np.ndarray:
+    """Per session, the Jaccard overlap of the word sets of the newest item's title and the target's title
+    (0 where either has no title in the locale). A low overlap marks a move to another kind of product, a
+    slice defined from the text alone, as a user with real data could define it."""
+    catalog = data.catalog
+    newest = catalog.newest_sold(sessions)
+    last = np.where(newest >= 0, sessions.items[np.maximum(newest, 0)], 0)
+    last_titles = catalog.titles(last, sessions.locale)
+    target_titles = catalog.titles(np.maximum(targets, 0), sessions.locale)
+    overlap = np.zeros(len(sessions))
+    for i, (a, b) in enumerate(zip(last_titles, target_titles)):
+        words_a, words_b = set(a.lower().split()), set(b.lower().split())
+        if newest[i] >= 0 and targets[i] >= 0 and words_a and words_b:
+            overlap[i] = len(words_a & words_b) / len(words_a | words_b)
+    return overlap
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="Amazon-M2 data folder with the task's ground truth")
@@ -57,6 +74,10 @@ def main() -> None:
     parser.add_argument("--task", type=int, default=2, choices=[1, 2])
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--other-kind-overlap", type=float, default=0.0,
+                        help="also score the slice of sessions whose target's title shares at most this Jaccard "
+                             "word overlap with the newest item's title (a move to another kind of product); "
+                             "0 skips it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = [parse_model(text) for text in args.model]
@@ -70,6 +91,11 @@ def main() -> None:
     targets = data.catalog.codes(truth["next_item"].to_numpy())
     targets[targets < 0] = -2  # an unknown target id can match nothing
     locales = [LOCALES[x] for x in sessions.locale]
+    other_kind = None
+    if args.other_kind_overlap > 0:
+        other_kind = title_overlap(data, sessions, targets) <= args.other_kind_overlap
+        logger.info("other-kind slice (title overlap <= %g): %d of %d sessions", args.other_kind_overlap,
+                    other_kind.sum(), len(other_kind))
     rows, per_session = [], {}
     for label, method, folder in models:
         ranked = ranking_method(method, data, model=folder).recommend(sessions, k=TOP_K)
@@ -79,6 +105,9 @@ def main() -> None:
         row = {"model": label, "valid MRR@100 alone": alone, "valid MRR@100 fused": fused}
         row.update({f"test MRR@100 {loc}": table.loc[loc, "MRR@100"] for loc in table.index})
         row["test Recall@100 overall"] = table.loc["overall", "Recall@100"]
+        if other_kind is not None:
+            row["test MRR@100 other kind"] = per_session[label][other_kind].mean()
+            row["test MRR@100 same kind"] = per_session[label][~other_kind].mean()
         rows.append(row)
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"\npaired bootstrap on the task-{args.task} test sessions ({len(targets)}), MRR@100 against {args.versus}:")
