@@ -11,7 +11,12 @@ reference start at the same share and seed.
 Runs go to OUT/NAME-PCTpct-sSEED (``finetune/finetune.sh`` with ``--train-fraction`` and ``--seed``; the
 validation split and the share drawn stay those of ``split_seed``, so seeds differ in initialisation and order
 only); ``--run NAME@FRACTION@SEED=FOLDER`` adds a finished run instead of training it. A rerun skips runs
-that finished. Writes OUT/curve.csv, OUT/curve.md and OUT/curve.png.
+that finished. ``--start-args NAME="ARGS"`` gives one start its own finetuning options on top of ``--config``,
+e.g. supervised-only in the strict sense (no large-locale sessions) beside the cross-locale starts:
+
+    --start strict=none --start-args "strict=--cross-locale false"
+
+Writes OUT/curve.csv, OUT/curve.md and OUT/curve.png.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -52,13 +58,18 @@ def run_folder(out: Path, name: str, fraction: float, seed: int) -> Path:
     return out / f"{name}-{round(100 * fraction):g}pct-s{seed}"
 
 
-def finetune(data: Path, start: str, folder: Path, fraction: float, seed: int, config: Path, threads: int) -> Path:
+def finetune_command(data: Path, start: str, folder: Path, fraction: float, seed: int, config: Path,
+                     extra: list[str]) -> list[str]:
+    """The ``finetune.sh`` command of one run; ``extra`` (a start's own options) comes last, so it wins."""
+    return ["bash", str(REPO / "finetune" / "finetune.sh"), str(data), start, str(folder), "--config", str(config),
+            "--train-fraction", str(fraction), "--seed", str(seed), *extra]
+
+
+def finetune(command: list[str], folder: Path, threads: int) -> Path:
     """One finetuning run (resumed when a rerun finds it unfinished); its log is ``folder/curve.log``."""
     if (folder / FINISHED).exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    command = ["bash", str(REPO / "finetune" / "finetune.sh"), str(data), start, str(folder), "--config", str(config),
-               "--train-fraction", str(fraction), "--seed", str(seed)]
     logger.info("finetuning %s", folder.name)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(folder / "curve.log", "w") as log:
@@ -73,6 +84,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--start", action="append", required=True,
                         help="NAME=PRETRAINED (a pretraining final or stage-0 best folder, or none); repeatable")
+    parser.add_argument("--start-args", action="append", default=[],
+                        help='NAME="ARGS": finetuning options of that start only, after --config; repeatable')
     parser.add_argument("--versus", required=True, help="the start every other is compared with")
     parser.add_argument("--fractions", type=parse_list, default=[0.1, 0.25, 0.5])
     parser.add_argument("--seeds", type=lambda t: parse_list(t, int), default=[0])
@@ -87,6 +100,9 @@ def main() -> None:
     starts = dict(text.split("=", 1) for text in args.start)
     if args.versus not in starts:
         raise SystemExit(f"--versus {args.versus!r} is not one of the --start names {sorted(starts)}")
+    extra = {name: shlex.split(text) for name, _, text in (text.partition("=") for text in args.start_args)}
+    if unknown := sorted(set(extra) - set(starts)):
+        raise SystemExit(f"--start-args names {unknown}, which are not --start names {sorted(starts)}")
 
     runs: dict[tuple[str, float, int], Path] = {}
     for text in args.run:
@@ -98,8 +114,9 @@ def main() -> None:
             for name in starts if (name, fraction, seed) not in runs]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = pool.map(lambda key: finetune(args.data, starts[key[0]], run_folder(args.out, *key), key[1], key[2],
-                                             args.config, threads), todo)
+        done = pool.map(lambda key: finetune(
+            finetune_command(args.data, starts[key[0]], run_folder(args.out, *key), key[1], key[2], args.config,
+                             extra.get(key[0], [])), run_folder(args.out, *key), threads), todo)
         runs.update(zip(todo, done))
 
     data = M2Data(args.data)
